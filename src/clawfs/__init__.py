@@ -1,0 +1,37 @@
+"""clawfs: move an agent's memory from PostgreSQL + pgvector into ClawFS, prove it, search it."""
+
+from .errors import (
+    BadRowError,
+    ClawfsError,
+    SourceError,
+    StepFailed,
+    UsageError,
+    VerificationError,
+    WorkspaceError,
+)
+from .migrate import MigrateOptions, migrate
+from .progress import NullProgress, Progress
+from .report import MigrationReport, SkippedRow, StepReport, WorkspaceReport
+from .workspace import HnswParams
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BadRowError",
+    "ClawfsError",
+    "HnswParams",
+    "MigrateOptions",
+    "MigrationReport",
+    "NullProgress",
+    "Progress",
+    "SkippedRow",
+    "SourceError",
+    "StepFailed",
+    "StepReport",
+    "UsageError",
+    "VerificationError",
+    "WorkspaceError",
+    "WorkspaceReport",
+    "__version__",
+    "migrate",
+]

@@ -1,0 +1,36 @@
+"""The audit log: one JSON line per step of every run, appended under the root (`.clawfs/audit.log`).
+
+Opened with O_APPEND and mode 0600; clawfs never rewrites or truncates it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .workspace._layout import FILE_MODE, make_private_dir
+
+
+class AuditLog:
+    def __init__(self, path: Path, run_id: str, command: str, source: str | None) -> None:
+        self.path = path
+        self.base = {"run_id": run_id, "command": command, "source": source}
+        try:
+            self.base["user"] = getpass.getuser()
+        except (KeyError, OSError):
+            self.base["user"] = str(os.getuid())
+        self.base["host"] = socket.gethostname()
+
+    def record(self, step: str, **fields: Any) -> None:
+        line = {"time": datetime.now(UTC).isoformat(timespec="microseconds"), "step": step, **self.base, **fields}
+        make_private_dir(self.path.parent)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        try:
+            os.write(fd, (json.dumps(line, ensure_ascii=False, default=str) + "\n").encode("utf-8"))
+        finally:
+            os.close(fd)

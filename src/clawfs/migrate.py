@@ -1,0 +1,424 @@
+"""`migrate`: PostgreSQL + pgvector -> ClawFS workspaces (draft Option A), in named steps.
+
+    plan -> documents -> vectors -> fts -> index -> metadata -> identities -> verify -> install
+
+Everything is read from one read-only snapshot and written under temporary names; only `install`
+puts finished, checked workspaces and identity files where readers look. A failure at any step
+removes what the run built and leaves PostgreSQL and any existing workspace as they were.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ._values import encode_id, redact_url, scrub, url_password
+from .audit import AuditLog
+from .errors import BadRowError, ClawfsError, StepFailed, UsageError, VerificationError, WorkspaceError
+from .progress import NULL_PROGRESS, Progress
+from .report import MigrationReport, SkippedRow, StepReport, WorkspaceReport
+from .source import IdentityRow, Source
+from .workspace import (
+    SCHEMA_VERSION,
+    TARGET_ERRORS,
+    HnswParams,
+    IndexWorker,
+    Layout,
+    WorkspaceBuilder,
+    check_target_free,
+    identity_document,
+    index_path_for,
+    install,
+    make_private_dir,
+    metadata_entries,
+    remove_tree,
+    write_file_atomic,
+)
+
+BAD_ROW_POLICIES = ("fail", "skip")
+
+
+@dataclass(frozen=True)
+class MigrateOptions:
+    workspaces: tuple[str, ...] = ()
+    all_workspaces: bool = False
+    sqlite_path: Path | None = None
+    batch_size: int = 1000
+    replace: bool = False
+    verify: bool = True
+    identities: bool = True
+    on_bad_row: str = "fail"
+    hnsw: HnswParams = field(default_factory=HnswParams)
+
+    def __post_init__(self) -> None:
+        if bool(self.workspaces) == self.all_workspaces:
+            raise UsageError("name the workspaces to migrate (--workspace-id ID ...) or give --all-workspaces")
+        if self.sqlite_path is not None and (self.all_workspaces or len(self.workspaces) != 1):
+            raise UsageError("--sqlite-path names one database file: use it with exactly one --workspace-id")
+        if self.batch_size < 1:
+            raise UsageError("--batch-size must be at least 1")
+        if self.on_bad_row not in BAD_ROW_POLICIES:
+            raise UsageError(f"--on-bad-row must be one of {', '.join(BAD_ROW_POLICIES)}")
+
+
+def migrate(
+    pg_url: str | None,
+    root: str | os.PathLike[str],
+    options: MigrateOptions,
+    progress: Progress = NULL_PROGRESS,
+) -> MigrationReport:
+    """Migrate the chosen workspaces of an IronClaw store into the ClawFS root `root`."""
+    return _Migration(pg_url, Path(root), options, progress).run()
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class _Migration:
+    def __init__(self, pg_url: str | None, root: Path, options: MigrateOptions, progress: Progress) -> None:
+        self.pg_url = pg_url
+        self.options = options
+        self.progress = progress
+        self.layout = Layout(root)
+        self.run_id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self.secrets = [url_password(pg_url or ""), os.environ.get("PGPASSWORD")]
+        self.audit = AuditLog(
+            self.layout.audit_log, self.run_id, "migrate", redact_url(pg_url) if pg_url else "(libpq environment)"
+        )
+        self.steps: list[StepReport] = []
+        self.skipped: list[SkippedRow] = []
+        self.notes: list[str] = []
+        self.builders: list[WorkspaceBuilder] = []
+        self.workspaces: list[str] = []
+        self.expected: dict[str, tuple[int, int]] = {}
+        self.identities: list[tuple[Path, bytes]] = []
+        self.installed: list[str] = []
+        self.worker: IndexWorker | None = None
+
+    # -- the pipeline ---------------------------------------------------------------------
+
+    def run(self) -> MigrationReport:
+        started = time.perf_counter()
+        self.audit.record("start", options=_options_for_audit(self.options))
+        try:
+            with Source(self.pg_url) as source:
+                self.source = source
+                self._step("plan", self._plan)
+                self._step("documents", self._copy_documents)
+                self._step("vectors", self._copy_vectors)
+                self._step("fts", self._rebuild_fts)
+                self._step("index", self._build_index)
+                self._step("metadata", self._write_metadata)
+                if self.options.identities:
+                    self._step("identities", self._prepare_identities)
+                if self.options.verify:
+                    self._step("verify", self._verify)
+            self._step("install", self._install)
+        except BaseException as e:
+            self._discard()
+            self.audit.record("end", result="failed", error=scrub(str(e), self.secrets))
+            raise
+        report = self._report(time.perf_counter() - started)
+        self.audit.record("end", result="ok", seconds=round(report.seconds, 3))
+        return report
+
+    def _step(self, name: str, action: Callable[[], tuple[int, int]]) -> None:
+        started = time.perf_counter()
+        try:
+            rows, nbytes = action()
+        except ClawfsError as e:
+            raise StepFailed(name, e, self._left_behind()) from e
+        except TARGET_ERRORS as e:
+            raise StepFailed(name, WorkspaceError(str(e)), self._left_behind()) from e
+        finally:
+            self.progress.finish(name)
+        report = StepReport(name, rows, nbytes, time.perf_counter() - started)
+        self.steps.append(report)
+        self.audit.record(name, rows=rows, bytes=nbytes, seconds=round(report.seconds, 3))
+
+    def _left_behind(self) -> str:
+        if self.installed:
+            return (
+                f"Workspaces already installed: {', '.join(self.installed)}; the others were not created. "
+                "PostgreSQL was not changed."
+            )
+        return "No workspace or identity file was created or changed, and PostgreSQL was not changed."
+
+    def _discard(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+        for builder in self.builders:
+            builder.discard()
+        remove_tree(self._run_dir())
+
+    def _run_dir(self) -> Path:
+        return self.layout.tmp_dir / f"run-{self.run_id}"
+
+    def _on_bad_row(self, error: BadRowError) -> None:
+        if self.options.on_bad_row == "fail":
+            raise error
+        self.skipped.append(SkippedRow(error.table, error.row_id, error.reason))
+        self.audit.record("skip", table=error.table, id=error.row_id, reason=error.reason)
+
+    # -- steps (each returns rows, bytes) --------------------------------------------------
+
+    def _plan(self) -> tuple[int, int]:
+        info = self.source.info
+        known = self.source.workspace_ids()
+        if self.options.all_workspaces:
+            self.workspaces = known
+            for doc_id in self.source.documents_without_workspace():
+                self._on_bad_row(BadRowError("documents", doc_id, "workspace_id is NULL"))
+        else:
+            unknown = [w for w in self.options.workspaces if w not in set(known)]
+            if unknown:
+                raise UsageError(
+                    f"workspace {', '.join(map(repr, unknown))} has no documents in {info.location} "
+                    f"(it has {len(known)} workspace(s){': ' + ', '.join(map(repr, known[:10])) if known else ''})"
+                )
+            self.workspaces = list(dict.fromkeys(self.options.workspaces))
+        for table in info.tables_missing:
+            self.notes.append(f"optional table {table} is missing in the source: nothing to migrate from it")
+        if info.extra_tables:
+            self.notes.append(f"tables not migrated (not part of an IronClaw store): {', '.join(info.extra_tables)}")
+        for table, columns in info.extra_columns.items():
+            self.notes.append(f"columns of {table} not migrated: {', '.join(columns)}")
+        if "updated_at" in self.source.tables.get("documents", {}):
+            self.notes.append("documents.updated_at is not part of a workspace (spec §3.1) and was not copied")
+        if not self.workspaces:
+            self.notes.append("the source has no documents: no workspace was created")
+        self.expected = self.source.counts(self.workspaces)
+        targets = [self._target_db(ws) for ws in self.workspaces]
+        for ws, target in zip(self.workspaces, targets, strict=True):
+            check_target_free(target, self.options.replace, ws)
+        self._remove_abandoned_runs()
+        self.worker = IndexWorker()
+        for ws, target in zip(self.workspaces, targets, strict=True):
+            build_dir = (
+                self._run_dir() / encode_id(ws)
+                if self.options.sqlite_path is None
+                else target.parent / f".{target.name}.clawfs-build-{self.run_id}"
+            )
+            self.builders.append(
+                WorkspaceBuilder(ws, target, build_dir, info.dimension, self.options.hnsw, self.worker)
+            )
+        return len(self.workspaces), 0
+
+    def _target_db(self, workspace_id: str) -> Path:
+        if self.options.sqlite_path is not None:
+            return self.options.sqlite_path.resolve()
+        return self.layout.workspace_db(workspace_id)
+
+    def _remove_abandoned_runs(self) -> None:
+        """Build directories of runs whose process is gone (killed) are garbage: remove them."""
+        if not self.layout.tmp_dir.is_dir():
+            return
+        for entry in self.layout.tmp_dir.iterdir():
+            pid = entry.name.removeprefix("run-").split("-", 1)[0]
+            if entry.name.startswith("run-") and pid.isdigit() and not _alive(int(pid)):
+                remove_tree(entry)
+
+    def _copy_documents(self) -> tuple[int, int]:
+        position = {ws: i for i, ws in enumerate(self.workspaces)}
+        pending: list[list[Any]] = [[] for _ in self.workspaces]
+        total = sum(self.expected[ws][0] for ws in self.workspaces)
+        self.progress.start("documents", total)
+        rows = nbytes = 0
+        batch = self.options.batch_size
+        for row in self.source.read_documents(self.workspaces, self._on_bad_row):
+            i = position[row[1]]
+            pending[i].append(row)
+            nbytes += len(row[2].encode()) + (len(row[3]) if row[3] else 0)
+            rows += 1
+            if len(pending[i]) >= batch:
+                self.builders[i].add_documents(pending[i])
+                self.progress.advance("documents", len(pending[i]))
+                pending[i] = []
+        for builder, rest in zip(self.builders, pending, strict=True):
+            if rest:
+                builder.add_documents(rest)
+                self.progress.advance("documents", len(rest))
+        return rows, nbytes
+
+    def _copy_vectors(self) -> tuple[int, int]:
+        total = sum(self.expected[ws][1] for ws in self.workspaces)
+        self.progress.start("vectors", total)
+        rows = 0
+        skipped_documents = {s.id for s in self.skipped if s.table == "documents"}
+        for batch in self.source.read_vectors(
+            self.workspaces, self.options.batch_size, self._on_bad_row, include_orphans=self.options.all_workspaces
+        ):
+            ids, docs, embeddings, created = batch.ids, batch.document_ids, batch.embeddings, batch.created_at
+            if skipped_documents:
+                keep = [i for i, d in enumerate(docs.tolist()) if d not in skipped_documents]
+                for i in set(range(len(ids))) - set(keep):
+                    self._on_bad_row(BadRowError("vectors", int(ids[i]), f"its document {int(docs[i])} was skipped"))
+                ids, docs, embeddings = ids[keep], docs[keep], embeddings[keep]
+                created = [created[i] for i in keep]
+            self.builders[batch.workspace].add_vectors(ids, docs, embeddings, created)
+            rows += len(ids)
+            self.progress.advance("vectors", len(ids), embeddings.nbytes)
+        return rows, self.source.vector_bytes_read if self.source.info.dimension else 0
+
+    def _rebuild_fts(self) -> tuple[int, int]:
+        self.progress.start("fts", sum(b.documents for b in self.builders))
+        for builder in self.builders:
+            builder.rebuild_fts()
+            self.progress.advance("fts", builder.documents)
+        return sum(b.documents for b in self.builders), 0
+
+    def _build_index(self) -> tuple[int, int]:
+        vectors = sum(b.vectors for b in self.builders)
+        self.progress.start("index", vectors)
+        assert self.worker is not None
+        self.worker.join()
+        nbytes = 0
+        for builder in self.builders:
+            nbytes += builder.save_index().bytes
+            self.progress.advance("index", builder.vectors)
+        return vectors, nbytes
+
+    def _write_metadata(self) -> tuple[int, int]:
+        info = self.source.info
+        source_rows = self.source.read_metadata()
+        source_keys = {k for k, _ in source_rows}
+        for builder in self.builders:
+            assert builder.stamp is not None
+            ours: dict[str, object] = {
+                "vector_dimension": info.dimension,
+                **self.options.hnsw.metadata(),
+                "workspace_id": builder.workspace_id,
+                "schema_version": SCHEMA_VERSION,
+                "migrated_at": _now(),
+                "source": {"host": info.host, "port": info.port, "database": info.database},
+                "source_snapshot": {
+                    "wal_lsn": info.snapshot_lsn,
+                    "snapshot": info.snapshot_xmin,
+                    "server_version": info.server_version,
+                    "pgvector_version": info.pgvector_version,
+                },
+                "document_count": builder.documents,
+                "vector_count": builder.vectors,
+                "hnsw_index": json.loads(builder.stamp.to_json()),
+            }
+            if "embedding_model" not in source_keys:
+                ours["embedding_model"] = None
+            builder.write_metadata(source_rows)
+            builder.write_metadata(metadata_entries(ours))
+        return len(source_rows), 0
+
+    def _prepare_identities(self) -> tuple[int, int]:
+        rows: list[IdentityRow] = self.source.read_identities(self._on_bad_row)
+        nbytes = 0
+        for row in rows:
+            try:
+                data = identity_document(
+                    agent_id=row.agent_id,
+                    version=row.version,
+                    created_at=row.created_at,
+                    updated_at=row.updated_at,
+                    state=row.state,
+                    memory=row.memory,
+                    history=row.history,
+                    performance=row.performance,
+                    checksum=row.checksum,
+                )
+            except ValueError as e:
+                self._on_bad_row(BadRowError("agent_identities", row.agent_id, str(e)))
+                continue
+            path = self.layout.agent_file(row.agent_id)
+            if path.exists() and path.read_bytes() != data and not self.options.replace:
+                raise WorkspaceError(
+                    f"identity file {path} exists with other content; use --replace to overwrite it"
+                )
+            self.identities.append((path, data))
+            nbytes += len(data)
+        return len(self.identities), nbytes
+
+    def _verify(self) -> tuple[int, int]:
+        problems = []
+        for builder in self.builders:
+            check = builder.check()
+            want_docs, want_vectors = self.expected[builder.workspace_id]
+            if not self.skipped and (check.documents, check.vectors) != (want_docs, want_vectors):
+                problems.append(
+                    f"workspace {builder.workspace_id!r}: PostgreSQL has {want_docs} documents and "
+                    f"{want_vectors} vectors, the workspace {check.documents} and {check.vectors}"
+                )
+            if (check.documents, check.vectors) != (builder.documents, builder.vectors):
+                problems.append(f"workspace {builder.workspace_id!r}: rows written and rows found differ")
+            if check.index_vectors != check.vectors or check.index_missing_ids:
+                problems.append(
+                    f"workspace {builder.workspace_id!r}: the HNSW index holds {check.index_vectors} vectors, "
+                    f"{check.index_missing_ids} of the table's ids are missing"
+                )
+            if not check.fts_ok:
+                problems.append(f"workspace {builder.workspace_id!r}: FTS5 integrity-check failed")
+        if problems:
+            raise VerificationError("; ".join(problems))
+        return sum(b.documents + b.vectors for b in self.builders), 0
+
+    def _install(self) -> tuple[int, int]:
+        for builder in self.builders:
+            builder.close()
+        in_own_dir = self.options.sqlite_path is None
+        for builder in self.builders:
+            install(builder, in_own_dir, self.options.replace, self.layout.tmp_dir / "trash")
+            self.installed.append(builder.workspace_id)
+        for path, data in self.identities:
+            make_private_dir(path.parent)
+            write_file_atomic(path, data)
+        remove_tree(self._run_dir())
+        return len(self.builders) + len(self.identities), sum(b.bytes_written for b in self.builders)
+
+    def _report(self, seconds: float) -> MigrationReport:
+        info = self.source.info
+        workspaces = tuple(
+            WorkspaceReport(
+                workspace_id=b.workspace_id,
+                database=str(b.target_db),
+                index=str(index_path_for(b.target_db)),
+                documents=b.documents,
+                vectors=b.vectors,
+                dimension=info.dimension,
+            )
+            for b in self.builders
+        )
+        return MigrationReport(
+            source=info.location,
+            snapshot={"wal_lsn": info.snapshot_lsn, "snapshot": info.snapshot_xmin},
+            steps=tuple(self.steps),
+            workspaces=workspaces,
+            identities=tuple(str(p) for p, _ in self.identities),
+            skipped=tuple(self.skipped),
+            notes=tuple(self.notes),
+            hnsw=self.options.hnsw.metadata(),
+            seconds=seconds,
+            verified=self.options.verify,
+            run_id=self.run_id,
+        )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _options_for_audit(options: MigrateOptions) -> dict[str, Any]:
+    data = {k: v for k, v in vars(options).items() if k != "hnsw"}
+    data["sqlite_path"] = str(options.sqlite_path) if options.sqlite_path else None
+    data["hnsw"] = options.hnsw.metadata()
+    return data

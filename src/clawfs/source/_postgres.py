@@ -1,0 +1,354 @@
+"""Read an IronClaw store from PostgreSQL: one read-only, point-in-time snapshot for the whole run.
+
+Everything here happens inside one `REPEATABLE READ READ ONLY` transaction, so documents, vectors,
+metadata and identities are the same instant of the database. Tables are streamed with
+`COPY ... TO STDOUT (FORMAT BINARY)`; nothing is written to PostgreSQL, and `SELECT` is the only
+privilege needed.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.adapt import Loader
+from psycopg.pq import Format
+
+from .._values import format_timestamp, redact_url, scrub, url_password
+from ..errors import BadRowError, SourceError
+from ._vector_copy import VectorBatch, VectorCopyDecoder
+
+REQUIRED = ("documents", "vectors")
+OPTIONAL = ("metadata", "agent_identities")
+KNOWN_COLUMNS = {
+    "documents": ("id", "workspace_id", "content", "metadata", "created_at", "updated_at"),
+    "vectors": ("id", "document_id", "embedding", "created_at"),
+    "metadata": ("key", "value"),
+    "agent_identities": (
+        "agent_id",
+        "version",
+        "state",
+        "memory",
+        "history",
+        "performance",
+        "created_at",
+        "updated_at",
+        "checksum",
+    ),
+}
+NEEDED_COLUMNS = {
+    "documents": ("id", "workspace_id", "content", "metadata", "created_at"),
+    "vectors": ("id", "document_id", "embedding", "created_at"),
+    "metadata": ("key", "value"),
+    "agent_identities": KNOWN_COLUMNS["agent_identities"],
+}
+_UNPACK_INT64 = struct.Struct(">q").unpack
+
+
+class _TimestampLoader(Loader):
+    """timestamptz in binary: int64 microseconds since 2000-01-01 UTC, infinity as int64 extremes."""
+
+    format = Format.BINARY
+
+    def load(self, data: Any) -> str:
+        return format_timestamp(_UNPACK_INT64(data)[0])
+
+
+# id, workspace_id, content, metadata (jsonb::text), created_at (text of DESIGN §2.2)
+DocumentRow = tuple[int, str, str, str | None, str | None]
+
+
+@dataclass(frozen=True)
+class IdentityRow:
+    agent_id: str
+    version: int
+    state: str
+    memory: str
+    history: str
+    performance: str
+    created_at: str | None
+    updated_at: str | None
+    checksum: str
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What the source is and what it holds; recorded in reports and in workspace metadata."""
+
+    host: str
+    port: int | None
+    database: str
+    server_version: str
+    pgvector_version: str
+    snapshot_lsn: str | None
+    snapshot_xmin: str
+    dimension: int | None
+    vector_type: str
+    tables_missing: tuple[str, ...]
+    extra_tables: tuple[str, ...]
+    extra_columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def location(self) -> str:
+        """host:port/database: where the data came from, never with a password."""
+        return f"{self.host}:{self.port}/{self.database}" if self.port else f"{self.host}/{self.database}"
+
+
+def _one_line(error: BaseException, secrets: Sequence[str | None]) -> str:
+    text = " ".join(str(error).split())
+    text = re.sub(r"^connection failed:\s*", "", text)
+    return scrub(text, secrets) or type(error).__name__
+
+
+class Source:
+    """A read-only snapshot of an IronClaw store. Use as a context manager."""
+
+    def __init__(self, url: str | None) -> None:
+        self.url = url or ""
+        self._secrets = [url_password(self.url)]
+        self.redacted_url = redact_url(self.url) if self.url else "(libpq environment)"
+        try:
+            self.conn = psycopg.connect(self.url, application_name="clawfs", connect_timeout=15)
+        except psycopg.Error as e:
+            raise SourceError(f"cannot connect to PostgreSQL: {_one_line(e, self._secrets)}") from None
+        try:
+            self.conn.read_only = True
+            self.conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            self.conn.adapters.register_loader("timestamptz", _TimestampLoader)
+            self.conn.execute("SET TIME ZONE 'UTC'")
+            self.info = self._inspect()
+        except BaseException:
+            self.conn.close()
+            raise
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if not self.conn.closed:
+            self.conn.rollback()
+            self.conn.close()
+
+    def _error(self, what: str, e: BaseException) -> SourceError:
+        return SourceError(f"{what}: {_one_line(e, self._secrets)}")
+
+    def _query(self, query: str | sql.Composed, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            with self.conn.cursor(binary=True) as cur:
+                cur.execute(query, params)
+                return cur.fetchall()
+        except psycopg.Error as e:
+            raise self._error("PostgreSQL refused a query", e) from None
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def _inspect(self) -> SourceInfo:
+        (snapshot, lsn, version, database, host, port) = self._query(
+            "SELECT pg_current_snapshot()::text,"
+            " (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text,"
+            " current_setting('server_version'), current_database(),"
+            " coalesce(host(inet_server_addr()), 'local socket'), inet_server_port()"
+        )[0]
+        ext = self._query("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+        if not ext:
+            raise SourceError(f"pgvector is not installed in database {database!r} (CREATE EXTENSION vector)")
+        self.tables = self._tables()
+        missing_required = [t for t in REQUIRED if t not in self.tables]
+        if missing_required:
+            raise SourceError(
+                f"database {database!r} has no table {', '.join(missing_required)} "
+                "(is this an IronClaw store? is search_path right?)"
+            )
+        for table, columns in self.tables.items():
+            needed = [c for c in NEEDED_COLUMNS[table] if c not in columns]
+            if needed:
+                raise SourceError(f"table {table} has no column {', '.join(needed)}")
+            if not self._query("SELECT has_table_privilege(%s::regclass, 'SELECT')", [table])[0][0]:
+                raise SourceError(f"permission denied: the role cannot SELECT from table {table}")
+        embedding_type = self.tables["vectors"]["embedding"]
+        m = re.fullmatch(r"(vector|halfvec)(?:\((\d+)\))?", embedding_type)
+        if not m:
+            raise SourceError(f"vectors.embedding has type {embedding_type}, expected vector or halfvec")
+        self.vector_type = m.group(1)
+        declared = int(m.group(2)) if m.group(2) else None
+        return SourceInfo(
+            host=host,
+            port=port,
+            database=database,
+            server_version=version,
+            pgvector_version=ext[0][0],
+            snapshot_lsn=lsn,
+            snapshot_xmin=snapshot,
+            dimension=self._dimension(declared),
+            vector_type=self.vector_type,
+            tables_missing=tuple(t for t in OPTIONAL if t not in self.tables),
+            extra_tables=self._extra_tables(),
+            extra_columns={
+                t: tuple(c for c in cols if c not in KNOWN_COLUMNS[t])
+                for t, cols in self.tables.items()
+                if any(c not in KNOWN_COLUMNS[t] for c in cols)
+            },
+        )
+
+    def _tables(self) -> dict[str, dict[str, str]]:
+        rows = self._query(
+            "SELECT t.name, a.attname::text, format_type(a.atttypid, a.atttypmod)"
+            " FROM unnest(%s::text[]) AS t(name)"
+            " JOIN pg_attribute a ON a.attrelid = to_regclass(t.name)"
+            " WHERE a.attnum > 0 AND NOT a.attisdropped ORDER BY t.name, a.attnum",
+            [list(REQUIRED + OPTIONAL)],
+        )
+        tables: dict[str, dict[str, str]] = {}
+        for table, column, type_name in rows:
+            tables.setdefault(table, {})[column] = type_name
+        return tables
+
+    def _extra_tables(self) -> tuple[str, ...]:
+        rows = self._query(
+            "SELECT c.relname::text FROM pg_class c"
+            " WHERE c.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = to_regclass('documents'))"
+            " AND c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relname <> ALL(%s::text[])"
+            " ORDER BY 1",
+            [list(REQUIRED + OPTIONAL)],
+        )
+        return tuple(r[0] for r in rows)
+
+    def _dimension(self, declared: int | None) -> int | None:
+        recorded: int | None = None
+        if "metadata" in self.tables:
+            rows = self._query("SELECT value::text FROM metadata WHERE key = 'vector_dimension'")
+            if rows:
+                try:
+                    recorded = int(str(rows[0][0]).strip('"'))
+                except ValueError:
+                    raise SourceError(f"metadata.vector_dimension is not a number: {rows[0][0]}") from None
+        if declared is not None:
+            if recorded is not None and recorded != declared:
+                raise SourceError(
+                    f"metadata.vector_dimension says {recorded} but vectors.embedding is "
+                    f"{self.vector_type}({declared})"
+                )
+            return declared
+        if recorded is not None:
+            return recorded
+        rows = self._query("SELECT vector_dims(embedding) FROM vectors WHERE embedding IS NOT NULL LIMIT 1")
+        return int(rows[0][0]) if rows else None
+
+    # -- content ----------------------------------------------------------------------------
+
+    def workspace_ids(self) -> list[str]:
+        rows = self._query("SELECT DISTINCT workspace_id FROM documents WHERE workspace_id IS NOT NULL ORDER BY 1")
+        return [r[0] for r in rows]
+
+    def counts(self, workspaces: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """Documents and vectors per workspace, in the snapshot."""
+        rows = self._query(
+            "SELECT d.workspace_id, count(DISTINCT d.id), count(v.id)"
+            " FROM documents d LEFT JOIN vectors v ON v.document_id = d.id"
+            " WHERE d.workspace_id = ANY(%s::text[]) GROUP BY 1",
+            [list(workspaces)],
+        )
+        found = {r[0]: (int(r[1]), int(r[2])) for r in rows}
+        return {ws: found.get(ws, (0, 0)) for ws in workspaces}
+
+    def read_documents(
+        self,
+        workspaces: Sequence[str],
+        on_bad_row: Callable[[BadRowError], None],
+    ) -> Iterator[DocumentRow]:
+        query = sql.SQL(
+            "COPY (SELECT id::int8, workspace_id, content, metadata::text, created_at::timestamptz"
+            " FROM documents WHERE workspace_id = ANY({})) TO STDOUT (FORMAT BINARY)"
+        ).format(sql.Literal(list(workspaces)))
+        try:
+            with self.conn.cursor(binary=True) as cur, cur.copy(query) as copy:
+                copy.set_types(["int8", "text", "text", "text", "timestamptz"])
+                for row in copy.rows():
+                    if row[2] is None:
+                        on_bad_row(BadRowError("documents", row[0], "content is NULL"))
+                        continue
+                    yield row
+        except psycopg.Error as e:
+            raise self._error("reading documents failed", e) from None
+
+    def documents_without_workspace(self) -> list[int]:
+        return [r[0] for r in self._query("SELECT id::int8 FROM documents WHERE workspace_id IS NULL ORDER BY 1")]
+
+    def read_vectors(
+        self,
+        workspaces: Sequence[str],
+        batch_rows: int,
+        on_bad_row: Callable[[BadRowError], None],
+        include_orphans: bool,
+    ) -> Iterator[VectorBatch]:
+        """Vectors of the given workspaces as decoded batches; `VectorBatch.workspace` indexes `workspaces`.
+
+        With `include_orphans`, vectors whose document does not exist are reported as bad rows.
+        """
+        dimension = self.info.dimension
+        if dimension is None:
+            return
+        join = "LEFT JOIN" if include_orphans else "JOIN"
+        query = sql.SQL(
+            "COPY (SELECT array_position({ws}::text[], d.workspace_id)::int4 - 1, v.id::int8,"
+            " v.document_id::int8, v.embedding, v.created_at::timestamptz"
+            " FROM vectors v {join} documents d ON d.id = v.document_id"
+            " {where}) TO STDOUT (FORMAT BINARY)"
+        ).format(
+            ws=sql.Literal(list(workspaces)),
+            join=sql.SQL(join),
+            where=sql.SQL("" if include_orphans else "WHERE d.workspace_id = ANY({})").format(
+                sql.Literal(list(workspaces))
+            ),
+        )
+
+        def orphan_reason(document_id: int | None) -> str:
+            if document_id is None:
+                return "document_id is NULL"
+            return f"its document {document_id} does not exist"
+
+        decoder = VectorCopyDecoder(
+            dimension=dimension,
+            halfvec=self.vector_type == "halfvec",
+            batch_rows=batch_rows,
+            on_bad_row=on_bad_row,
+            orphan_reason=orphan_reason,
+        )
+        self.vector_bytes_read = 0
+        try:
+            with self.conn.cursor() as cur, cur.copy(query) as copy:
+                yield from decoder.decode(copy)
+        except psycopg.Error as e:
+            raise self._error("reading vectors failed", e) from None
+        finally:
+            self.vector_bytes_read = decoder.bytes_read
+
+    def read_metadata(self) -> list[tuple[str, str]]:
+        if "metadata" not in self.tables:
+            return []
+        return [(k, v) for k, v in self._query("SELECT key, value::text FROM metadata ORDER BY key")]
+
+    def read_identities(self, on_bad_row: Callable[[BadRowError], None]) -> list[IdentityRow]:
+        if "agent_identities" not in self.tables:
+            return []
+        rows = self._query(
+            "SELECT agent_id, version::int8, state::text, memory::text, history::text, performance::text,"
+            " created_at::timestamptz, updated_at::timestamptz, checksum FROM agent_identities ORDER BY agent_id"
+        )
+        out = []
+        for row in rows:
+            nulls = [name for name, value in zip(NEEDED_COLUMNS["agent_identities"], row, strict=True)
+                     if value is None and name not in ("created_at", "updated_at")]
+            if nulls:
+                on_bad_row(BadRowError("agent_identities", row[0], f"{', '.join(nulls)} is NULL"))
+                continue
+            out.append(IdentityRow(*row))
+        return out

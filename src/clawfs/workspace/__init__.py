@@ -1,0 +1,32 @@
+"""The ClawFS side (the only place sqlite3 and usearch are imported)."""
+
+import sqlite3
+
+from ._builder import BuildCheck, WorkspaceBuilder, check_target_free, install, metadata_entries
+from ._identity import identity_document
+from ._index import DEFAULT_DTYPE, DTYPES, HnswParams, IndexWorker
+from ._layout import Layout, index_path_for, make_private_dir, remove_tree, write_file_atomic
+from ._schema import SCHEMA_VERSION
+
+# Errors of the target side that a user can cause (disk full, permissions, a damaged file).
+TARGET_ERRORS: tuple[type[BaseException], ...] = (OSError, sqlite3.Error)
+
+__all__ = [
+    "DEFAULT_DTYPE",
+    "DTYPES",
+    "SCHEMA_VERSION",
+    "TARGET_ERRORS",
+    "BuildCheck",
+    "HnswParams",
+    "IndexWorker",
+    "Layout",
+    "WorkspaceBuilder",
+    "check_target_free",
+    "identity_document",
+    "index_path_for",
+    "install",
+    "make_private_dir",
+    "metadata_entries",
+    "remove_tree",
+    "write_file_atomic",
+]

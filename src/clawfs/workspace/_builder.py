@@ -1,0 +1,204 @@
+"""Build one workspace under a temporary name, check it, then put it in place (DESIGN §3 "Atomic").
+
+A builder owns a build directory that nobody reads. Rows go into `document_store` and `vectors` in
+one transaction with the journal off (a failed build is deleted whole), the FTS5 index is built
+once at the end with `rebuild`, and the HNSW index is filled by the shared `IndexWorker` as the
+vectors arrive. `install` renames the finished files into place; `discard` removes everything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import WorkspaceError
+from ._index import HnswParams, IndexStamp, IndexWorker, new_index, save_index
+from ._layout import (
+    DB_NAME,
+    INDEX_NAME,
+    create_private_file,
+    fsync_path,
+    index_path_for,
+    make_private_dir,
+    remove_tree,
+)
+from ._schema import BUILD_PRAGMAS, FINAL_PRAGMAS, SCHEMA
+
+
+@dataclass(frozen=True)
+class BuildCheck:
+    """What a finished build holds, read back from the files."""
+
+    documents: int
+    vectors: int
+    index_vectors: int
+    index_missing_ids: int
+    fts_ok: bool
+
+
+class WorkspaceBuilder:
+    def __init__(
+        self,
+        workspace_id: str,
+        target_db: Path,
+        build_dir: Path,
+        dimension: int | None,
+        hnsw: HnswParams,
+        worker: IndexWorker,
+    ) -> None:
+        self.workspace_id = workspace_id
+        self.target_db = target_db
+        self.build_dir = make_private_dir(build_dir)
+        self.db_path = build_dir / DB_NAME
+        self.index_path = build_dir / INDEX_NAME
+        self.dimension = dimension
+        self.worker = worker
+        self.index = new_index(dimension, hnsw) if dimension else None
+        self.stamp: IndexStamp | None = None
+        self.documents = 0
+        self.vectors = 0
+        self.bytes_written = 0
+        create_private_file(self.db_path)
+        self.db = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
+        for pragma in BUILD_PRAGMAS:
+            self.db.execute(pragma)
+        self.db.executescript(SCHEMA)
+        self.db.execute("BEGIN")
+
+    def add_documents(self, rows: Sequence[tuple[int, str, str, str | None, str | None]]) -> None:
+        self.db.executemany("INSERT INTO document_store VALUES (?, ?, ?, ?, ?)", rows)
+        self.documents += len(rows)
+
+    def add_vectors(
+        self,
+        ids: npt.NDArray[np.int64],
+        document_ids: npt.NDArray[np.int64],
+        embeddings: npt.NDArray[np.float32],
+        created_at: list[str],
+    ) -> None:
+        raw = np.ascontiguousarray(embeddings, dtype="<f4").tobytes()
+        width = embeddings.shape[1] * 4
+        blobs = (raw[i : i + width] for i in range(0, len(raw), width))
+        self.db.executemany(
+            "INSERT INTO vectors VALUES (?, ?, ?, ?)",
+            zip(ids.tolist(), document_ids.tolist(), blobs, created_at, strict=True),
+        )
+        if self.index is not None:
+            self.worker.add(self.index, ids, embeddings)
+        self.vectors += len(ids)
+        self.bytes_written += len(raw)
+
+    def rebuild_fts(self) -> None:
+        self.db.execute("INSERT INTO documents(documents) VALUES ('rebuild')")
+
+    def save_index(self) -> IndexStamp:
+        """Write the HNSW index file (after the worker has finished adding)."""
+        if self.index is None:
+            self.stamp = IndexStamp(vectors=0, bytes=0, sha256="")
+        else:
+            self.stamp = save_index(self.index, self.index_path)
+        return self.stamp
+
+    def write_metadata(self, entries: Iterable[tuple[str, str]]) -> None:
+        self.db.executemany("INSERT OR REPLACE INTO metadata VALUES (?, ?)", entries)
+
+    def check(self) -> BuildCheck:
+        """Read the build back: counts, every vector id in the index, FTS5 against its content table."""
+        (documents,) = self.db.execute("SELECT count(*) FROM document_store").fetchone()
+        (vectors,) = self.db.execute("SELECT count(*) FROM vectors").fetchone()
+        missing = 0
+        if self.index is not None:
+            for (chunk,) in _id_chunks(self.db):
+                missing += int((~np.asarray(self.index.contains(chunk))).sum())
+        try:
+            self.db.execute("INSERT INTO documents(documents, rank) VALUES ('integrity-check', 1)")
+            fts_ok = True
+        except sqlite3.DatabaseError:
+            fts_ok = False
+        return BuildCheck(
+            documents=documents,
+            vectors=vectors,
+            index_vectors=len(self.index) if self.index is not None else 0,
+            index_missing_ids=missing,
+            fts_ok=fts_ok,
+        )
+
+    def close(self) -> None:
+        """Commit, switch to WAL, and flush the file to disk."""
+        self.db.execute("COMMIT")
+        for pragma in FINAL_PRAGMAS:
+            self.db.execute(pragma)
+        self.db.execute("PRAGMA optimize")
+        self.db.close()
+        fsync_path(self.db_path)
+        fsync_path(self.build_dir)
+        self.bytes_written = self.db_path.stat().st_size + (self.stamp.bytes if self.stamp else 0)
+
+    def discard(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.db.close()
+        remove_tree(self.build_dir)
+
+
+def _id_chunks(db: sqlite3.Connection, size: int = 65536) -> Iterable[tuple[npt.NDArray[np.uint64]]]:
+    cursor = db.execute("SELECT id FROM vectors ORDER BY id")
+    while rows := cursor.fetchmany(size):
+        yield (np.fromiter((r[0] for r in rows), dtype=np.uint64, count=len(rows)),)
+
+
+def check_target_free(target_db: Path, replace: bool, workspace_id: str) -> None:
+    if target_db.exists() and not replace:
+        raise WorkspaceError(
+            f"workspace {workspace_id!r} already exists at {target_db}; use --replace to rebuild it "
+            "(the old one stays until the new one is complete)"
+        )
+
+
+def install(build: WorkspaceBuilder, in_own_dir: bool, replace: bool, trash_dir: Path) -> None:
+    """Move a closed, checked build into place; with `replace`, the old one survives until then."""
+    target_db = build.target_db
+    check_target_free(target_db, replace, build.workspace_id)
+    if in_own_dir:
+        target_dir = target_db.parent
+        make_private_dir(target_dir.parent)
+        old = None
+        if target_dir.exists():
+            old = make_private_dir(trash_dir) / f"{target_dir.name}.{uuid.uuid4().hex}"
+            os.rename(target_dir, old)
+        try:
+            os.rename(build.build_dir, target_dir)
+        except BaseException:
+            if old is not None:
+                os.rename(old, target_dir)
+            raise
+        fsync_path(target_dir.parent)
+        if old is not None:
+            remove_tree(old)
+        return
+    # a named database file (--sqlite-path): the index first, then the database that vouches for it
+    target_index = index_path_for(target_db)
+    for stale in (target_db.with_name(target_db.name + "-wal"), target_db.with_name(target_db.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+    if build.index_path.exists():
+        os.replace(build.index_path, target_index)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            target_index.unlink()
+    os.replace(build.db_path, target_db)
+    fsync_path(target_db.parent)
+    remove_tree(build.build_dir)
+
+
+def metadata_entries(values: dict[str, object]) -> list[tuple[str, str]]:
+    """Python values as metadata rows (every value is JSON text, DESIGN §2.2)."""
+    return [(k, json.dumps(v, ensure_ascii=False)) for k, v in values.items()]

