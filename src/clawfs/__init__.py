@@ -12,13 +12,14 @@ from .errors import (
 from .migrate import MigrateOptions, migrate
 from .progress import NullProgress, Progress
 from .report import MigrationReport, SkippedRow, StepReport, WorkspaceReport
-from .workspace import HnswParams
+from .workspace import Hit, HnswParams, Workspace
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BadRowError",
     "ClawfsError",
+    "Hit",
     "HnswParams",
     "MigrateOptions",
     "MigrationReport",
@@ -30,6 +31,7 @@ __all__ = [
     "StepReport",
     "UsageError",
     "VerificationError",
+    "Workspace",
     "WorkspaceError",
     "WorkspaceReport",
     "__version__",

@@ -27,7 +27,12 @@ class AuditLog:
         self.base["host"] = socket.gethostname()
 
     def record(self, step: str, **fields: Any) -> None:
-        line = {"time": datetime.now(UTC).isoformat(timespec="microseconds"), "step": step, **self.base, **fields}
+        line = {
+            "time": datetime.now(UTC).isoformat(timespec="microseconds"),
+            "step": step,
+            **self.base,
+            **fields,
+        }
         make_private_dir(self.path.parent)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
         try:

@@ -91,7 +91,10 @@ class _Migration:
         self.run_id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self.secrets = [url_password(pg_url or ""), os.environ.get("PGPASSWORD")]
         self.audit = AuditLog(
-            self.layout.audit_log, self.run_id, "migrate", redact_url(pg_url) if pg_url else "(libpq environment)"
+            self.layout.audit_log,
+            self.run_id,
+            "migrate",
+            redact_url(pg_url) if pg_url else "(libpq environment)",
         )
         self.steps: list[StepReport] = []
         self.skipped: list[SkippedRow] = []
@@ -254,7 +257,10 @@ class _Migration:
         rows = 0
         skipped_documents = {s.id for s in self.skipped if s.table == "documents"}
         for batch in self.source.read_vectors(
-            self.workspaces, self.options.batch_size, self._on_bad_row, include_orphans=self.options.all_workspaces
+            self.workspaces,
+            self.options.batch_size,
+            self._on_bad_row,
+            include_orphans=self.options.all_workspaces,
         ):
             ids, docs, embeddings, created = batch.ids, batch.document_ids, batch.embeddings, batch.created_at
             if skipped_documents:
@@ -336,9 +342,7 @@ class _Migration:
                 continue
             path = self.layout.agent_file(row.agent_id)
             if path.exists() and path.read_bytes() != data and not self.options.replace:
-                raise WorkspaceError(
-                    f"identity file {path} exists with other content; use --replace to overwrite it"
-                )
+                raise WorkspaceError(f"identity file {path} exists with other content; use --replace to overwrite it")
             self.identities.append((path, data))
             nbytes += len(data)
         return len(self.identities), nbytes

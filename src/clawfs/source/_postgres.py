@@ -233,8 +233,7 @@ class Source:
         if declared is not None:
             if recorded is not None and recorded != declared:
                 raise SourceError(
-                    f"metadata.vector_dimension says {recorded} but vectors.embedding is "
-                    f"{self.vector_type}({declared})"
+                    f"metadata.vector_dimension says {recorded} but vectors.embedding is {self.vector_type}({declared})"
                 )
             return declared
         if recorded is not None:
@@ -345,8 +344,11 @@ class Source:
         )
         out = []
         for row in rows:
-            nulls = [name for name, value in zip(NEEDED_COLUMNS["agent_identities"], row, strict=True)
-                     if value is None and name not in ("created_at", "updated_at")]
+            nulls = [
+                name
+                for name, value in zip(NEEDED_COLUMNS["agent_identities"], row, strict=True)
+                if value is None and name not in ("created_at", "updated_at")
+            ]
             if nulls:
                 on_bad_row(BadRowError("agent_identities", row[0], f"{', '.join(nulls)} is NULL"))
                 continue

@@ -84,7 +84,7 @@ class VectorCopyDecoder:
         self.bytes_read = 0
         self.rows_read = 0
 
-    def decode(self, chunks: Iterable[bytes | memoryview]) -> Iterator[VectorBatch]:
+    def decode(self, chunks: Iterable[bytes | bytearray | memoryview]) -> Iterator[VectorBatch]:
         for chunk in chunks:
             self.buffer += chunk
             self.bytes_read += len(chunk)
@@ -201,4 +201,3 @@ class VectorCopyDecoder:
         else:
             reason = "unexpected field sizes"  # cannot happen with the query of source._postgres
         self.on_bad_row(BadRowError("vectors", row_id, reason))
-

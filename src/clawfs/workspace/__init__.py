@@ -7,6 +7,7 @@ from ._identity import identity_document
 from ._index import DEFAULT_DTYPE, DTYPES, HnswParams, IndexWorker
 from ._layout import Layout, index_path_for, make_private_dir, remove_tree, write_file_atomic
 from ._schema import SCHEMA_VERSION
+from ._workspace import Hit, Workspace, fts_query
 
 # Errors of the target side that a user can cause (disk full, permissions, a damaged file).
 TARGET_ERRORS: tuple[type[BaseException], ...] = (OSError, sqlite3.Error)
@@ -17,11 +18,14 @@ __all__ = [
     "SCHEMA_VERSION",
     "TARGET_ERRORS",
     "BuildCheck",
+    "Hit",
     "HnswParams",
     "IndexWorker",
     "Layout",
+    "Workspace",
     "WorkspaceBuilder",
     "check_target_free",
+    "fts_query",
     "identity_document",
     "index_path_for",
     "install",

@@ -128,7 +128,11 @@ class IndexWorker:
 
     def add(self, index: Index, keys: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32]) -> None:
         self._raise()
-        self._queue.put(lambda: index.add(keys.astype(np.uint64), vectors, threads=0))
+
+        def task() -> None:
+            index.add(keys.astype(np.uint64), vectors, threads=0)
+
+        self._queue.put(task)
 
     def join(self) -> None:
         """Wait until every submitted batch is in its index; the worker stops."""

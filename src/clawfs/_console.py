@@ -1,0 +1,164 @@
+"""What the command line shows people: live progress, summary tables, one-line errors.
+
+The library never prints; the CLI passes `LiveProgress` in and renders the report values it gets back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from typing import IO, Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.progress import Progress as RichProgress
+from rich.table import Table
+
+from .report import MigrationReport
+
+log = logging.getLogger("clawfs")
+LOG_EVERY_SECONDS = 5.0
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+class LiveProgress:
+    """A bar per step with rate and ETA on a terminal; otherwise a log line every few seconds."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.interactive = stream.isatty()
+        self.console = Console(file=stream)
+        self.bar: RichProgress | None = None
+        self.tasks: dict[str, TaskID] = {}
+        self.done: dict[str, int] = {}
+        self.totals: dict[str, int | None] = {}
+        self.started: dict[str, float] = {}
+        self.last_log = 0.0
+        if self.interactive:
+            self.bar = RichProgress(
+                TextColumn("{task.description:<10}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=False,
+            )
+            self.bar.start()
+
+    def start(self, step: str, total: int | None) -> None:
+        self.done[step] = 0
+        self.totals[step] = total
+        self.started[step] = time.monotonic()
+        if self.bar is not None:
+            self.tasks[step] = self.bar.add_task(step, total=total, rate="")
+        else:
+            log.info("%s: started (%s rows)", step, total if total is not None else "?")
+
+    def advance(self, step: str, rows: int, nbytes: int = 0) -> None:
+        self.done[step] = self.done.get(step, 0) + rows
+        elapsed = time.monotonic() - self.started.get(step, time.monotonic())
+        rate = self.done[step] / elapsed if elapsed > 0 else 0.0
+        if self.bar is not None and step in self.tasks:
+            self.bar.update(self.tasks[step], advance=rows, rate=f"{rate:>9,.0f}/s")
+        elif time.monotonic() - self.last_log >= LOG_EVERY_SECONDS:
+            self.last_log = time.monotonic()
+            total = self.totals.get(step)
+            eta = (total - self.done[step]) / rate if total and rate > 0 else None
+            log.info(
+                "%s: %s/%s rows, %.0f rows/s%s",
+                step,
+                f"{self.done[step]:,}",
+                f"{total:,}" if total is not None else "?",
+                rate,
+                f", ETA {eta:.0f} s" if eta is not None else "",
+            )
+
+    def finish(self, step: str) -> None:
+        if self.bar is not None and step in self.tasks:
+            task = self.tasks[step]
+            self.bar.update(task, completed=self.done.get(step, 0), total=self.done.get(step, 0) or 1)
+        elif step in self.started:
+            log.info(
+                "%s: done, %s rows in %.1f s",
+                step,
+                f"{self.done.get(step, 0):,}",
+                time.monotonic() - self.started[step],
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def migration_tables(report: MigrationReport, console: Console) -> None:
+    steps = Table(title="clawfs migrate", title_justify="left")
+    for column in ("Step", "Rows", "Bytes", "Duration", "Rate"):
+        steps.add_column(column, justify="left" if column == "Step" else "right")
+    for s in report.steps:
+        steps.add_row(
+            s.step,
+            f"{s.rows:,}",
+            human_bytes(s.bytes),
+            f"{s.seconds:.2f} s",
+            f"{s.rows_per_second:,.0f} rows/s" if s.rows else "",
+        )
+    steps.add_section()
+    total_rows = sum(w.documents + w.vectors for w in report.workspaces)
+    steps.add_row(
+        "Total",
+        f"{total_rows:,}",
+        "",
+        f"{report.seconds:.2f} s",
+        f"{total_rows / report.seconds:,.0f} rows/s" if report.seconds else "",
+    )
+    console.print(steps)
+    spaces = Table(title="workspaces", title_justify="left")
+    for column in ("Workspace", "Documents", "Vectors", "Database"):
+        spaces.add_column(column, justify="right" if column in ("Documents", "Vectors") else "left")
+    for w in report.workspaces:
+        spaces.add_row(w.workspace_id, f"{w.documents:,}", f"{w.vectors:,}", w.database)
+    console.print(spaces)
+    where = f" under {os.path.dirname(os.path.dirname(report.identities[0]))}" if report.identities else ""
+    console.print(f"identities: {len(report.identities)} file(s){where}")
+    console.print(
+        f"verified: {'yes' if report.verified else 'no (--no-verify)'}; source {report.source}, "
+        f"snapshot at WAL {report.snapshot.get('wal_lsn')}"
+    )
+    for skipped in report.skipped:
+        console.print(f"SKIPPED {skipped.table} id={skipped.id}: {skipped.reason}")
+    for note in report.notes:
+        console.print(f"note: {note}")
+
+
+def setup_logging(verbose: bool, log_file: str | None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        handlers.append(logging.StreamHandler(os.fdopen(fd, "a", encoding="utf-8")))
+    for h in handlers:
+        h.setFormatter(logging.Formatter("%(asctime)s clawfs %(message)s", "%Y-%m-%dT%H:%M:%S"))
+        log.addHandler(h)
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    log.propagate = False
+
+
+def json_default(value: Any) -> Any:
+    return str(value)

@@ -1,0 +1,314 @@
+"""The `clawfs` command line: each command parses its arguments, calls one library function and
+renders the report it returns. Errors become one line and the documented exit code (DESIGN §4)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from ._console import LiveProgress, json_default, migration_tables, setup_logging
+from ._values import scrub, url_password
+from .demo import run_demo
+from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, ClawfsError, UsageError, exit_code
+from .migrate import BAD_ROW_POLICIES, MigrateOptions, migrate
+from .workspace import DEFAULT_DTYPE, DTYPES, Hit, HnswParams, Workspace
+
+F = TypeVar("F", bound=Callable[..., Any])
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+
+
+def common_options(f: F) -> F:
+    """-v/--verbose, --json and --root, on every command (DESIGN §4)."""
+    f = click.option(
+        "--root",
+        type=click.Path(path_type=Path),
+        envvar="CLAWFS_ROOT",
+        default=Path("clawfs"),
+        show_default="./clawfs or $CLAWFS_ROOT",
+        help="The ClawFS root directory.",
+    )(f)
+    f = click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")(f)
+    f = click.option("-v", "--verbose", is_flag=True, help="More log lines; tracebacks on errors.")(f)
+    return f
+
+
+def pg_url_option(f: F) -> F:
+    return click.option(
+        "--pg-url",
+        envvar="CLAWFS_PG_URL",
+        default=None,
+        metavar="URL",
+        help="PostgreSQL connection URL (or $CLAWFS_PG_URL; libpq's PGHOST, PGPASSWORD... work too).",
+    )(f)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="clawfs")
+def cli() -> None:
+    """Move an agent's memory from PostgreSQL + pgvector into ClawFS, and search it."""
+
+
+@cli.command("migrate")
+@pg_url_option
+@click.option(
+    "--workspace-id",
+    "workspace_ids",
+    multiple=True,
+    metavar="ID",
+    help="A workspace to migrate (repeatable).",
+)
+@click.option("--all-workspaces", is_flag=True, help="Migrate every workspace of the source.")
+@click.option(
+    "--sqlite-path",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="Write the one workspace to this database file (its index goes beside it).",
+)
+@click.option("--batch-size", type=int, default=1000, show_default=True, help="Rows per write batch.")
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Rebuild workspaces that exist (the old one stays until the new is complete).",
+)
+@click.option("--no-verify", is_flag=True, help="Skip the verification before the workspace is put in place.")
+@click.option("--no-identities", is_flag=True, help="Do not write agent identity files.")
+@click.option(
+    "--on-bad-row",
+    type=click.Choice(BAD_ROW_POLICIES),
+    default="fail",
+    show_default=True,
+    help="Stop at a row that cannot be carried over exactly, or skip it and list it in the report.",
+)
+@click.option("--hnsw-m", type=int, default=16, show_default=True, help="HNSW connectivity (M).")
+@click.option("--hnsw-ef-construction", type=int, default=200, show_default=True, help="HNSW expansion when adding.")
+@click.option("--hnsw-ef-search", type=int, default=50, show_default=True, help="HNSW expansion when searching.")
+@click.option(
+    "--hnsw-dtype",
+    type=click.Choice(DTYPES),
+    default=DEFAULT_DTYPE,
+    show_default=True,
+    help="Scalar type the HNSW index stores vectors in.",
+)
+@click.option("--log-file", type=click.Path(dir_okay=False), default=None, help="Also append log lines to FILE.")
+@common_options
+def migrate_command(
+    pg_url: str | None,
+    workspace_ids: tuple[str, ...],
+    all_workspaces: bool,
+    sqlite_path: Path | None,
+    batch_size: int,
+    replace: bool,
+    no_verify: bool,
+    no_identities: bool,
+    on_bad_row: str,
+    hnsw_m: int,
+    hnsw_ef_construction: int,
+    hnsw_ef_search: int,
+    hnsw_dtype: str,
+    log_file: str | None,
+    verbose: bool,
+    as_json: bool,
+    root: Path,
+) -> None:
+    """Copy workspaces from PostgreSQL + pgvector into ClawFS (read-only on PostgreSQL)."""
+    setup_logging(verbose, log_file)
+    options = MigrateOptions(
+        workspaces=workspace_ids,
+        all_workspaces=all_workspaces,
+        sqlite_path=sqlite_path,
+        batch_size=batch_size,
+        replace=replace,
+        verify=not no_verify,
+        identities=not no_identities,
+        on_bad_row=on_bad_row,
+        hnsw=HnswParams(m=hnsw_m, ef_construction=hnsw_ef_construction, ef_search=hnsw_ef_search, dtype=hnsw_dtype),
+    )
+    progress = LiveProgress(sys.stderr)
+    try:
+        report = migrate(pg_url, root, options, progress)
+    finally:
+        progress.close()
+    if as_json:
+        print(json.dumps(report.asdict(), indent=2, ensure_ascii=False, default=json_default))
+    else:
+        migration_tables(report, stdout)
+
+
+@cli.command("search")
+@click.option("--workspace-id", required=True, metavar="ID", help="The workspace to search.")
+@click.option("--text", default=None, metavar="Q", help="Full-text query (any string is safe).")
+@click.option("--vector", default=None, metavar="JSON|@FILE", help="A query vector as a JSON array, or @file.")
+@click.option(
+    "--like", "like", type=int, default=None, metavar="DOC_ID", help="Search with a stored document's vector."
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["fts", "vector", "hybrid"]),
+    default=None,
+    help="Default: hybrid when text and a vector are given, else the one given.",
+)
+@click.option("-k", "k", type=int, default=10, show_default=True, help="How many hits.")
+@common_options
+def search_command(
+    workspace_id: str,
+    text: str | None,
+    vector: str | None,
+    like: int | None,
+    mode: str | None,
+    k: int,
+    verbose: bool,
+    as_json: bool,
+    root: Path,
+) -> None:
+    """Search a migrated workspace: full text, vector or hybrid."""
+    setup_logging(verbose, None)
+    with Workspace.open(root, workspace_id) as ws:
+        query_vector = _query_vector(vector, like, ws)
+        if mode == "fts" or (mode is None and query_vector is None):
+            if text is None:
+                raise UsageError("full-text search needs --text")
+            query_vector = None
+        elif mode == "vector" or (mode is None and text is None):
+            if query_vector is None:
+                raise UsageError("vector search needs --vector or --like")
+            text = None
+        elif text is None or query_vector is None:
+            raise UsageError("hybrid search needs --text and --vector or --like")
+        hits = ws.search(text, query_vector, k=k)
+    if as_json:
+        print(json.dumps([asdict(h) for h in hits], indent=2, ensure_ascii=False))
+    else:
+        hits_table(hits, stdout)
+
+
+def _query_vector(vector: str | None, like: int | None, ws: Workspace) -> list[float] | None:
+    if vector is not None and like is not None:
+        raise UsageError("give --vector or --like, not both")
+    if like is not None:
+        return ws.document_vector(like)
+    if vector is None:
+        return None
+    source = vector
+    if vector.startswith("@"):
+        try:
+            source = Path(vector[1:]).read_text()
+        except OSError as e:
+            raise UsageError(f"cannot read the vector file {vector[1:]}: {e.strerror}") from None
+    try:
+        values = json.loads(source)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"--vector is not a JSON array of numbers: {e.msg}") from None
+    if not isinstance(values, list) or not all(isinstance(x, int | float) for x in values):
+        raise UsageError("--vector must be a JSON array of numbers")
+    return [float(x) for x in values]
+
+
+def hits_table(hits: Sequence[Hit], console: Console) -> None:
+    table = Table()
+    for column in ("Rank", "Score", "Document", "Content"):
+        table.add_column(column, justify="left" if column == "Content" else "right")
+    for rank, hit in enumerate(hits, start=1):
+        snippet = " ".join(hit.content.split())
+        table.add_row(
+            str(rank),
+            f"{hit.score:.4f}",
+            str(hit.document_id),
+            snippet[:90] + ("…" if len(snippet) > 90 else ""),
+        )
+    console.print(table if hits else "no hits")
+
+
+@cli.command("demo")
+@click.option("--documents", type=int, default=3000, show_default=True, help="Size of the sample store.")
+@common_options
+def demo_command(documents: int, verbose: bool, as_json: bool, root: Path) -> None:
+    """Start an embedded PostgreSQL, fill it with a sample store, migrate it, search the result."""
+    setup_logging(verbose, None)
+    if not as_json:
+        stdout.print(
+            f"Starting an embedded PostgreSQL 16 with pgvector and filling it with {documents:,} sample documents..."
+        )
+    progress = LiveProgress(sys.stderr)
+    try:
+        demo = run_demo(root, progress, documents=documents)
+    finally:
+        progress.close()
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "migration": demo.migration.asdict(),
+                    "query": demo.query,
+                    "text_hits": [asdict(h) for h in demo.text_hits],
+                    "vector_hits": [asdict(h) for h in demo.vector_hits],
+                },
+                indent=2,
+                ensure_ascii=False,
+                default=json_default,
+            )
+        )
+        return
+    migration_tables(demo.migration, stdout)
+    first = demo.migration.workspaces[0].workspace_id
+    stdout.print(
+        f"\nFull-text search in workspace {first!r}: "
+        f"clawfs search --root {root} --workspace-id {first} --text {demo.query!r}"
+    )
+    hits_table(demo.text_hits, stdout)
+    stdout.print(
+        f"\nVector search, documents like {demo.similar_to}: "
+        f"clawfs search --root {root} --workspace-id {first} --like {demo.similar_to}"
+    )
+    hits_table(demo.vector_hits, stdout)
+
+
+def _secrets(argv: Sequence[str]) -> list[str | None]:
+    secrets: list[str | None] = [os.environ.get("PGPASSWORD")]
+    for value in [*argv, os.environ.get("CLAWFS_PG_URL") or ""]:
+        if "://" in value or "password" in value.lower():
+            secrets.append(url_password(value.removeprefix("--pg-url=")))
+    return secrets
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point: run a command; turn every error into one line and its exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    verbose = "-v" in args or "--verbose" in args
+    try:
+        cli.main(args=args, prog_name="clawfs", standalone_mode=False)
+        code = 0
+    except click.exceptions.Exit as e:
+        code = e.exit_code
+    except click.ClickException as e:
+        e.show()
+        code = e.exit_code
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        print("clawfs: interrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    except ClawfsError as e:
+        code = _report_error(e, "error", verbose, args)
+    except Exception as e:  # a bug: still one line (the traceback with --verbose)
+        code = _report_error(e, f"unexpected error ({type(e).__name__})", verbose, args)
+        code = EXIT_FAILURE
+    sys.exit(code)
+
+
+def _report_error(error: BaseException, label: str, verbose: bool, args: Sequence[str]) -> int:
+    secrets = _secrets(args)
+    if verbose:
+        print(scrub("".join(traceback.format_exception(error)), secrets), file=sys.stderr, end="")
+    print(scrub(f"clawfs: {label}: {error}", secrets), file=sys.stderr)
+    return exit_code(error)
