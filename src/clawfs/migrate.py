@@ -135,6 +135,7 @@ class _Migration:
 
     def _step(self, name: str, action: Callable[[], tuple[int, int]]) -> None:
         started = time.perf_counter()
+        waited_before = self.worker.wait_seconds if self.worker is not None else 0.0
         try:
             rows, nbytes = action()
         except ClawfsError as e:
@@ -143,7 +144,8 @@ class _Migration:
             raise StepFailed(name, WorkspaceError(str(e)), self._left_behind()) from e
         finally:
             self.progress.finish(name)
-        report = StepReport(name, rows, nbytes, time.perf_counter() - started)
+        waited = self.worker.wait_seconds - waited_before if self.worker is not None else 0.0
+        report = StepReport(name, rows, nbytes, time.perf_counter() - started, waited)
         self.steps.append(report)
         self.audit.record(name, rows=rows, bytes=nbytes, seconds=round(report.seconds, 3))
 

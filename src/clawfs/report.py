@@ -14,6 +14,7 @@ class StepReport:
     rows: int
     bytes: int
     seconds: float
+    waited: float = 0.0  # of `seconds`, time spent waiting for another step (vectors wait for the index)
 
     @property
     def rows_per_second(self) -> float:

@@ -108,7 +108,8 @@ class IndexWorker:
     def __init__(self, max_pending: int = 16) -> None:
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=max_pending)
         self._error: BaseException | None = None
-        self.busy_seconds = 0.0
+        self.busy_seconds = 0.0  # adding vectors to indexes
+        self.wait_seconds = 0.0  # callers blocked because max_pending batches were waiting
         self._thread = threading.Thread(target=self._run, name="clawfs-index", daemon=True)
         self._thread.start()
 
@@ -132,7 +133,9 @@ class IndexWorker:
         def task() -> None:
             index.add(keys.astype(np.uint64), vectors, threads=0)
 
+        started = time.perf_counter()
         self._queue.put(task)
+        self.wait_seconds += time.perf_counter() - started
 
     def join(self) -> None:
         """Wait until every submitted batch is in its index; the worker stops."""
