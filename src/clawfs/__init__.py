@@ -1,5 +1,6 @@
 """clawfs: move an agent's memory from PostgreSQL + pgvector into ClawFS, prove it, search it."""
 
+from ._migrate import MigrateOptions, migrate
 from .errors import (
     BadRowError,
     ClawfsError,
@@ -9,7 +10,6 @@ from .errors import (
     VerificationError,
     WorkspaceError,
 )
-from .migrate import MigrateOptions, migrate
 from .progress import NullProgress, Progress
 from .report import MigrationReport, SkippedRow, StepReport, WorkspaceReport
 from .workspace import Hit, HnswParams, Workspace

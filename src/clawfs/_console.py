@@ -149,6 +149,9 @@ def migration_tables(report: MigrationReport, console: Console) -> None:
 
 
 def setup_logging(verbose: bool, log_file: str | None) -> None:
+    for old in list(log.handlers):
+        log.removeHandler(old)
+        old.close()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file:
         fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

@@ -102,7 +102,11 @@ def decode_id(name: str) -> str:
     return unquote(name, encoding="utf-8", errors="strict")
 
 
-_DSN_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+# libpq key=value syntax: a value is single-quoted or runs to ASCII white space; backslash escapes anywhere
+_DSN_PASSWORD = re.compile(
+    r"(password[ \t\n\r\f\v]*=[ \t\n\r\f\v]*)('(?:[^'\\]|\\.)*'|(?:[^ \t\n\r\f\v\\]|\\.)+)",
+    re.IGNORECASE | re.DOTALL,
+)
 
 
 def redact_url(url: str) -> str:
@@ -116,7 +120,10 @@ def redact_url(url: str) -> str:
         user = userinfo.split(":", 1)[0]
         netloc = f"{user}:***@{hostport}" if ":" in userinfo else f"{user}@{hostport}"
     query = re.sub(r"(^|&)(password=)[^&]*", r"\1\2***", parts.query, flags=re.IGNORECASE)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    redacted = urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    if not netloc and url.startswith(f"{parts.scheme}://"):  # postgresql:///db keeps its empty authority
+        redacted = f"{parts.scheme}://{redacted[len(parts.scheme) + 1 :]}"
+    return redacted
 
 
 def url_password(url: str) -> str | None:
@@ -128,7 +135,12 @@ def url_password(url: str) -> str | None:
         m = re.search(r"(?:^|&)password=([^&]*)", parts.query, flags=re.IGNORECASE)
         return unquote(m.group(1)) if m else None
     m = _DSN_PASSWORD.search(url)
-    return m.group(2).strip("'") if m else None
+    if not m:
+        return None
+    value = m.group(2)
+    if value.startswith("'") and value.endswith("'") and len(value) >= 2:
+        value = value[1:-1]
+    return re.sub(r"\\(.)", r"\1", value, flags=re.DOTALL)
 
 
 def scrub(text: str, secrets: Sequence[str | None]) -> str:

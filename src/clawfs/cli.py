@@ -18,10 +18,10 @@ from rich.table import Table
 
 from . import __version__
 from ._console import LiveProgress, json_default, migration_tables, setup_logging
+from ._migrate import BAD_ROW_POLICIES, MigrateOptions, migrate
 from ._values import scrub, url_password
 from .demo import run_demo
 from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, ClawfsError, UsageError, exit_code
-from .migrate import BAD_ROW_POLICIES, MigrateOptions, migrate
 from .workspace import DEFAULT_DTYPE, DTYPES, Hit, HnswParams, Workspace
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -292,8 +292,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = 0
     except click.exceptions.Exit as e:
         code = e.exit_code
+    except click.UsageError as e:
+        hint = f" (see: clawfs {e.ctx.info_name} --help)" if e.ctx is not None and e.ctx.parent is not None else ""
+        print(f"clawfs: error: {e.format_message()}{hint}", file=sys.stderr)
+        code = e.exit_code
     except click.ClickException as e:
-        e.show()
+        print(f"clawfs: error: {e.format_message()}", file=sys.stderr)
         code = e.exit_code
     except (KeyboardInterrupt, click.exceptions.Abort):
         print("clawfs: interrupted", file=sys.stderr)

@@ -13,7 +13,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from .migrate import MigrateOptions, migrate
+from ._migrate import MigrateOptions, migrate
 from .progress import NULL_PROGRESS, Progress
 from .report import MigrationReport
 from .source import SampleStore, fill_sample_store

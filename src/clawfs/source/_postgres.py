@@ -19,9 +19,13 @@ from psycopg import sql
 from psycopg.adapt import Loader
 from psycopg.pq import Format
 
+from .._checksum import RangeSum, from_sql
 from .._values import format_timestamp, redact_url, scrub, url_password
 from ..errors import BadRowError, SourceError
+from ._checksum_sql import DOCUMENT_ROWS, VECTOR_ROWS, range_sums, rows_in_ranges
 from ._vector_copy import VectorBatch, VectorCopyDecoder
+
+_ROWS = {"documents": DOCUMENT_ROWS, "vectors": VECTOR_ROWS}
 
 REQUIRED = ("documents", "vectors")
 OPTIONAL = ("metadata", "agent_identities")
@@ -140,7 +144,7 @@ class Source:
     def _error(self, what: str, e: BaseException) -> SourceError:
         return SourceError(f"{what}: {_one_line(e, self._secrets)}")
 
-    def _query(self, query: str | sql.Composed, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    def _query(self, query: str | sql.Composed, params: Sequence[Any] | dict[str, Any] = ()) -> list[tuple[Any, ...]]:
         try:
             with self.conn.cursor(binary=True) as cur:
                 cur.execute(query, params)
@@ -354,3 +358,13 @@ class Source:
                 continue
             out.append(IdentityRow(*row))
         return out
+
+    # -- checksums (clawfs._checksum), computed by PostgreSQL --------------------------------
+
+    def range_checksums(self, table: str, workspace: str) -> dict[int, RangeSum]:
+        """Per-range checksums of a workspace's documents or vectors, computed inside PostgreSQL."""
+        return from_sql(self._query(range_sums(_ROWS[table]), {"workspace": workspace}))
+
+    def row_hashes(self, table: str, workspace: str, ranges: Sequence[int]) -> dict[int, int]:
+        rows = self._query(rows_in_ranges(_ROWS[table]), {"workspace": workspace, "ranges": list(ranges)})
+        return {int(i): int(h) for i, h in rows}

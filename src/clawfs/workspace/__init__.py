@@ -5,7 +5,7 @@ import sqlite3
 from ._builder import BuildCheck, WorkspaceBuilder, check_target_free, install, metadata_entries
 from ._identity import identity_document
 from ._index import DEFAULT_DTYPE, DTYPES, HnswParams, IndexWorker
-from ._layout import Layout, index_path_for, make_private_dir, remove_tree, write_file_atomic
+from ._layout import Layout, Placement, index_path_for, make_private_dir, remove_path, remove_tree, write_private_temp
 from ._schema import SCHEMA_VERSION
 from ._workspace import Hit, Workspace, fts_query
 
@@ -22,6 +22,7 @@ __all__ = [
     "HnswParams",
     "IndexWorker",
     "Layout",
+    "Placement",
     "Workspace",
     "WorkspaceBuilder",
     "check_target_free",
@@ -31,6 +32,7 @@ __all__ = [
     "install",
     "make_private_dir",
     "metadata_entries",
+    "remove_path",
     "remove_tree",
-    "write_file_atomic",
+    "write_private_temp",
 ]

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sqlite3
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +18,14 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from .._checksum import RangeSum
 from ..errors import WorkspaceError
+from ._checksums import range_checksums, row_hashes
 from ._index import HnswParams, IndexStamp, IndexWorker, new_index, save_index
 from ._layout import (
     DB_NAME,
     INDEX_NAME,
+    Placement,
     create_private_file,
     fsync_path,
     index_path_for,
@@ -132,6 +133,12 @@ class WorkspaceBuilder:
             fts_ok=fts_ok,
         )
 
+    def range_checksums(self, table: str) -> dict[int, RangeSum]:
+        return range_checksums(self.db, table)
+
+    def row_hashes(self, table: str, ranges: Sequence[int]) -> dict[int, int]:
+        return row_hashes(self.db, table, ranges)
+
     def close(self) -> None:
         """Commit, switch to WAL, and flush the file to disk."""
         self.db.execute("COMMIT")
@@ -163,40 +170,18 @@ def check_target_free(target_db: Path, replace: bool, workspace_id: str) -> None
         )
 
 
-def install(build: WorkspaceBuilder, in_own_dir: bool, replace: bool, trash_dir: Path) -> None:
-    """Move a closed, checked build into place; with `replace`, the old one survives until then."""
+def install(build: WorkspaceBuilder, in_own_dir: bool, placement: Placement) -> None:
+    """Put a closed, checked build in place through `placement` (which can still undo it)."""
     target_db = build.target_db
-    check_target_free(target_db, replace, build.workspace_id)
     if in_own_dir:
-        target_dir = target_db.parent
-        make_private_dir(target_dir.parent)
-        old = None
-        if target_dir.exists():
-            old = make_private_dir(trash_dir) / f"{target_dir.name}.{uuid.uuid4().hex}"
-            os.rename(target_dir, old)
-        try:
-            os.rename(build.build_dir, target_dir)
-        except BaseException:
-            if old is not None:
-                os.rename(old, target_dir)
-            raise
-        fsync_path(target_dir.parent)
-        if old is not None:
-            remove_tree(old)
+        make_private_dir(target_db.parent.parent)
+        placement.put(build.build_dir, target_db.parent)
         return
-    # a named database file (--sqlite-path): the index first, then the database that vouches for it
-    target_index = index_path_for(target_db)
+    # a named database file (--sqlite-path): the old database's WAL files step aside with it
     for stale in (target_db.with_name(target_db.name + "-wal"), target_db.with_name(target_db.name + "-shm")):
-        with contextlib.suppress(FileNotFoundError):
-            stale.unlink()
-    if build.index_path.exists():
-        os.replace(build.index_path, target_index)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            target_index.unlink()
-    os.replace(build.db_path, target_db)
-    fsync_path(target_db.parent)
-    remove_tree(build.build_dir)
+        placement.put(None, stale)
+    placement.put(build.index_path if build.index_path.exists() else None, index_path_for(target_db))
+    placement.put(build.db_path, target_db)
 
 
 def metadata_entries(values: dict[str, object]) -> list[tuple[str, str]]:

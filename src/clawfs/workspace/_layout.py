@@ -62,8 +62,8 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def write_file_atomic(path: Path, data: bytes) -> None:
-    """Write through a temporary file in the same directory, fsync, rename (DESIGN §2.4)."""
+def write_private_temp(path: Path, data: bytes) -> Path:
+    """Write `data` to a new 0600 file beside `path` and fsync it; `Placement.put` renames it in."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:
@@ -72,12 +72,57 @@ def write_file_atomic(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
-    fsync_path(path.parent)
+    return tmp
+
+
+class Placement:
+    """Renames finished files and directories into place, all or nothing.
+
+    `put(new, final)` moves whatever is at `final` aside (a dotted name in the same directory) and
+    renames `new` there. `rollback()` removes what was put and brings the old things back;
+    `commit()` deletes the old things. Until `commit`, every old workspace or file still exists.
+    """
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.moves: list[tuple[Path, Path | None, bool]] = []  # final, where the old one waits, new put?
+
+    def put(self, new: Path | None, final: Path) -> None:
+        old = None
+        if final.exists() or final.is_symlink():
+            old = final.with_name(f".{final.name}.clawfs-old-{self.tag}")
+            os.rename(final, old)
+        self.moves.append((final, old, False))
+        if new is not None:
+            os.rename(new, final)
+            self.moves[-1] = (final, old, True)
+        fsync_path(final.parent)
+
+    def rollback(self) -> None:
+        for final, old, put in reversed(self.moves):
+            if put:
+                remove_path(final)
+            if old is not None:
+                os.rename(old, final)
+        self.moves = []
+
+    def commit(self) -> None:
+        for _, old, _ in self.moves:
+            if old is not None:
+                remove_path(old)
+        self.moves = []
+
+
+def remove_path(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        remove_tree(path)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
 
 
 def remove_tree(path: Path) -> None:

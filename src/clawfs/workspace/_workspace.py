@@ -53,7 +53,8 @@ class Workspace:
             raise WorkspaceError(f"no workspace database at {db_path}")
         self.path = db_path
         try:
-            self.db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, check_same_thread=False)
+            # as a URI with the path percent-encoded: workspace directories contain '%' themselves
+            self.db = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
             self.metadata: dict[str, Any] = {
                 k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM metadata")
             }

@@ -16,10 +16,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ._checksum import FORM as CHECKSUM_FORM
+from ._checksum import RangeSum, total
 from ._values import encode_id, redact_url, scrub, url_password
+from ._verify import compare_table
 from .audit import AuditLog
 from .errors import BadRowError, ClawfsError, StepFailed, UsageError, VerificationError, WorkspaceError
 from .progress import NULL_PROGRESS, Progress
@@ -31,6 +35,7 @@ from .workspace import (
     HnswParams,
     IndexWorker,
     Layout,
+    Placement,
     WorkspaceBuilder,
     check_target_free,
     identity_document,
@@ -38,11 +43,13 @@ from .workspace import (
     install,
     make_private_dir,
     metadata_entries,
+    remove_path,
     remove_tree,
-    write_file_atomic,
+    write_private_temp,
 )
 
 BAD_ROW_POLICIES = ("fail", "skip")
+CHECKSUM_TABLES = ("documents", "vectors")
 
 
 @dataclass(frozen=True)
@@ -103,7 +110,7 @@ class _Migration:
         self.workspaces: list[str] = []
         self.expected: dict[str, tuple[int, int]] = {}
         self.identities: list[tuple[Path, bytes]] = []
-        self.installed: list[str] = []
+        self.checksums: dict[str, dict[str, dict[int, RangeSum]]] = {}
         self.worker: IndexWorker | None = None
 
     # -- the pipeline ---------------------------------------------------------------------
@@ -138,23 +145,21 @@ class _Migration:
         waited_before = self.worker.wait_seconds if self.worker is not None else 0.0
         try:
             rows, nbytes = action()
-        except ClawfsError as e:
-            raise StepFailed(name, e, self._left_behind()) from e
-        except TARGET_ERRORS as e:
-            raise StepFailed(name, WorkspaceError(str(e)), self._left_behind()) from e
+        except BaseException as e:
+            self.audit.record(name, result="failed", error=scrub(f"{type(e).__name__}: {e}", self.secrets))
+            if isinstance(e, ClawfsError):
+                raise StepFailed(name, e, self._left_behind()) from e
+            if isinstance(e, TARGET_ERRORS):
+                raise StepFailed(name, WorkspaceError(str(e)), self._left_behind()) from e
+            raise
         finally:
             self.progress.finish(name)
         waited = self.worker.wait_seconds - waited_before if self.worker is not None else 0.0
         report = StepReport(name, rows, nbytes, time.perf_counter() - started, waited)
         self.steps.append(report)
-        self.audit.record(name, rows=rows, bytes=nbytes, seconds=round(report.seconds, 3))
+        self.audit.record(name, result="ok", rows=rows, bytes=nbytes, seconds=round(report.seconds, 3))
 
     def _left_behind(self) -> str:
-        if self.installed:
-            return (
-                f"Workspaces already installed: {', '.join(self.installed)}; the others were not created. "
-                "PostgreSQL was not changed."
-            )
         return "No workspace or identity file was created or changed, and PostgreSQL was not changed."
 
     def _discard(self) -> None:
@@ -224,12 +229,17 @@ class _Migration:
 
     def _remove_abandoned_runs(self) -> None:
         """Build directories of runs whose process is gone (killed) are garbage: remove them."""
-        if not self.layout.tmp_dir.is_dir():
-            return
-        for entry in self.layout.tmp_dir.iterdir():
-            pid = entry.name.removeprefix("run-").split("-", 1)[0]
-            if entry.name.startswith("run-") and pid.isdigit() and not _alive(int(pid)):
-                remove_tree(entry)
+        places = [(self.layout.tmp_dir, "run-")]
+        if self.options.sqlite_path is not None:
+            target = self._target_db(self.workspaces[0])
+            places.append((target.parent, f".{target.name}.clawfs-build-"))
+        for folder, prefix in places:
+            if not folder.is_dir():
+                continue
+            for entry in folder.iterdir():
+                pid = entry.name.removeprefix(prefix).split("-", 1)[0]
+                if entry.name.startswith(prefix) and pid.isdigit() and not _alive(int(pid)):
+                    remove_tree(entry)
 
     def _copy_documents(self) -> tuple[int, int]:
         position = {ws: i for i, ws in enumerate(self.workspaces)}
@@ -315,6 +325,7 @@ class _Migration:
                 },
                 "document_count": builder.documents,
                 "vector_count": builder.vectors,
+                "checksums": self._record_checksums(builder),
                 "hnsw_index": json.loads(builder.stamp.to_json()),
             }
             if "embedding_model" not in source_keys:
@@ -322,6 +333,16 @@ class _Migration:
             builder.write_metadata(source_rows)
             builder.write_metadata(metadata_entries(ours))
         return len(source_rows), 0
+
+    def _record_checksums(self, builder: WorkspaceBuilder) -> dict[str, object]:
+        """Per-table checksums of the written file (clawfs._checksum), kept for verify to compare."""
+        ranges = {table: builder.range_checksums(table) for table in CHECKSUM_TABLES}
+        self.checksums[builder.workspace_id] = ranges
+        recorded: dict[str, object] = {"form": CHECKSUM_FORM}
+        for table, sums in ranges.items():
+            whole = total(sums)
+            recorded[table] = {"rows": whole.rows, "sum": whole.hex()}
+        return recorded
 
     def _prepare_identities(self) -> tuple[int, int]:
         rows: list[IdentityRow] = self.source.read_identities(self._on_bad_row)
@@ -350,38 +371,64 @@ class _Migration:
         return len(self.identities), nbytes
 
     def _verify(self) -> tuple[int, int]:
+        """The built files against the snapshot: checksums per range and table, the index, FTS5."""
         problems = []
+        skipped = {t: {s.id for s in self.skipped if s.table == t} for t in CHECKSUM_TABLES}
         for builder in self.builders:
+            ws = builder.workspace_id
+            for table in CHECKSUM_TABLES:
+                result = compare_table(
+                    table,
+                    self.source.range_checksums(table, ws),
+                    self.checksums[ws][table],
+                    partial(self.source.row_hashes, table, ws),
+                    partial(builder.row_hashes, table),
+                    skipped=skipped[table],
+                )
+                problems += [f"workspace {ws!r}: {p}" for p in result.problems()]
             check = builder.check()
-            want_docs, want_vectors = self.expected[builder.workspace_id]
+            want_docs, want_vectors = self.expected[ws]
             if not self.skipped and (check.documents, check.vectors) != (want_docs, want_vectors):
                 problems.append(
-                    f"workspace {builder.workspace_id!r}: PostgreSQL has {want_docs} documents and "
-                    f"{want_vectors} vectors, the workspace {check.documents} and {check.vectors}"
+                    f"workspace {ws!r}: PostgreSQL has {want_docs} documents and {want_vectors} vectors, "
+                    f"the workspace {check.documents} and {check.vectors}"
                 )
-            if (check.documents, check.vectors) != (builder.documents, builder.vectors):
-                problems.append(f"workspace {builder.workspace_id!r}: rows written and rows found differ")
             if check.index_vectors != check.vectors or check.index_missing_ids:
                 problems.append(
-                    f"workspace {builder.workspace_id!r}: the HNSW index holds {check.index_vectors} vectors, "
+                    f"workspace {ws!r}: the HNSW index holds {check.index_vectors} vectors, "
                     f"{check.index_missing_ids} of the table's ids are missing"
                 )
             if not check.fts_ok:
-                problems.append(f"workspace {builder.workspace_id!r}: FTS5 integrity-check failed")
+                problems.append(f"workspace {ws!r}: FTS5 integrity-check failed")
         if problems:
             raise VerificationError("; ".join(problems))
         return sum(b.documents + b.vectors for b in self.builders), 0
 
     def _install(self) -> tuple[int, int]:
+        """Everything into place or nothing: identity files are staged first, then all is renamed."""
         for builder in self.builders:
+            check_target_free(builder.target_db, self.options.replace, builder.workspace_id)
             builder.close()
-        in_own_dir = self.options.sqlite_path is None
+        placement = Placement(self.run_id)
+        staged: list[Path] = []
+        created: list[Path] = []
+        try:
+            for path, data in self.identities:
+                if not path.parent.exists():
+                    created.append(make_private_dir(path.parent))
+                staged.append(write_private_temp(path, data))
+            for builder in self.builders:
+                install(builder, self.options.sqlite_path is None, placement)
+            for tmp, (path, _) in zip(staged, self.identities, strict=True):
+                placement.put(tmp, path)
+        except BaseException:
+            placement.rollback()
+            for leftover in [*staged, *created]:
+                remove_path(leftover)
+            raise
+        placement.commit()
         for builder in self.builders:
-            install(builder, in_own_dir, self.options.replace, self.layout.tmp_dir / "trash")
-            self.installed.append(builder.workspace_id)
-        for path, data in self.identities:
-            make_private_dir(path.parent)
-            write_file_atomic(path, data)
+            remove_tree(builder.build_dir)  # empty by now (or already renamed into place)
         remove_tree(self._run_dir())
         return len(self.builders) + len(self.identities), sum(b.bytes_written for b in self.builders)
 

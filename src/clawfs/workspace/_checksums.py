@@ -1,0 +1,43 @@
+"""The workspace side of the row checksums of `clawfs._checksum`, read from the file itself."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from .._checksum import RANGE_SIZE, RangeSum, RangeSums, document_canonical, row_hash, vector_canonical
+
+TABLES = ("documents", "vectors")
+_QUERIES = {
+    "documents": "SELECT id, workspace_id, content, metadata, created_at FROM document_store",
+    "vectors": "SELECT id, document_id, created_at, embedding FROM vectors",
+}
+
+
+def _hashes(
+    db: sqlite3.Connection, table: str, where: str = "", params: Sequence[int] = ()
+) -> Iterator[tuple[int, int]]:
+    cursor = db.execute(_QUERIES[table] + where, params)
+    if table == "documents":
+        for row in cursor:
+            yield row[0], row_hash(document_canonical(*row))
+    else:
+        for id_, document_id, created_at, blob in cursor:
+            big_endian = np.frombuffer(blob, dtype="<f4").astype(">f4").tobytes()
+            yield id_, row_hash(vector_canonical(id_, document_id, created_at, big_endian))
+
+
+def range_checksums(db: sqlite3.Connection, table: str) -> dict[int, RangeSum]:
+    sums = RangeSums()
+    for id_, h in _hashes(db, table):
+        sums.add(id_, h)
+    return sums.result()
+
+
+def row_hashes(db: sqlite3.Connection, table: str, ranges: Sequence[int]) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for r in ranges:
+        out.update(_hashes(db, table, " WHERE id >= ? AND id < ?", (r * RANGE_SIZE, (r + 1) * RANGE_SIZE)))
+    return out

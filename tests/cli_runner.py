@@ -1,0 +1,172 @@
+"""Helpers for the command-line and atomicity tests: run clawfs (in this process or as a child process),
+fill a small IronClaw store, and read back everything a run left behind (files, audit log, PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clawfs.cli import main
+from pgstore import PgStore
+
+ERROR_PREFIX = "clawfs: error:"
+ALL_STEPS = ["plan", "documents", "vectors", "fts", "index", "metadata", "identities", "verify", "install"]
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one `clawfs` invocation gave back."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def error_lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if line.startswith(ERROR_PREFIX)]
+
+    @property
+    def error(self) -> str:
+        """The one error line (asserts there is exactly one)."""
+        lines = self.error_lines
+        assert len(lines) == 1, f"expected one '{ERROR_PREFIX}' line, stderr was:\n{self.stderr}"
+        return lines[0]
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str | os.PathLike[str]) -> Result:
+    """`clawfs ARGS` in this process (fast); the exit code is the one `main` gives to SystemExit."""
+    capsys.readouterr()
+    logger = logging.getLogger("clawfs")
+    handlers_before = list(logger.handlers)
+    try:
+        main([os.fspath(a) for a in args])
+    except SystemExit as e:
+        code = e.code
+    else:
+        raise AssertionError("clawfs.cli.main returned instead of exiting with a code")
+    finally:
+        # the CLI adds log handlers on every call (one process runs one command); undo it here
+        for handler in logger.handlers[:]:
+            if handler not in handlers_before:
+                logger.removeHandler(handler)
+                handler.close()
+                stream = getattr(handler, "stream", None)
+                if stream is not None and stream not in (sys.stderr, sys.stdout, sys.__stderr__, sys.__stdout__):
+                    stream.close()
+    out, err = capsys.readouterr()
+    return Result(code if isinstance(code, int) else 1, out, err)
+
+
+def run_process(*args: str | os.PathLike[str], env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Result:
+    """`python -m clawfs ARGS` as a child process: the real end-to-end path."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "clawfs", *map(os.fspath, args)],
+        capture_output=True,
+        text=True,
+        env=dict(env) if env is not None else None,
+        cwd=cwd,
+        timeout=120,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def fill_store(
+    pg: PgStore,
+    workspaces: tuple[str, ...] = ("default",),
+    documents: int = 3,
+    identities: tuple[str, ...] = ("agent-1",),
+) -> None:
+    """A small, valid IronClaw store: `documents` documents with one 3-d vector each per workspace."""
+    pg.create_schema()
+    for w, workspace in enumerate(workspaces):
+        ids = pg.add_documents(
+            {
+                "workspace_id": workspace,
+                "content": f"note {i} of {workspace}: reset the password, then restart",
+                "metadata": json.dumps({"n": i}),
+            }
+            for i in range(documents)
+        )
+        pg.add_vectors({"document_id": d, "embedding": [1.0 + w, 0.5 + i, 0.25]} for i, d in enumerate(ids))
+    pg.add_metadata({"embedding_model": '"test-embedding"'})
+    for agent in identities:
+        pg.add_identity(agent)
+
+
+def fill_large_store(pg: PgStore, documents: int, dimension: int = 128) -> None:
+    """One workspace `default` with `documents` documents and a random vector each, made inside PostgreSQL."""
+    pg.create_schema(dimension=dimension)
+    pg.sql(
+        "INSERT INTO documents (workspace_id, content)"
+        " SELECT 'default', 'document number ' || g || ' about topic ' || (g %% 97) FROM generate_series(1, %s) g",
+        [documents],
+    )
+    random_vector = f"(SELECT array_agg(random()) FROM generate_series(1, {dimension}) WHERE d.id IS NOT NULL)"
+    pg.sql(f"INSERT INTO vectors (document_id, embedding) SELECT d.id, {random_vector}::vector FROM documents d")
+
+
+def quiet_fingerprint(pg: PgStore) -> dict[str, Any]:
+    """`pg.fingerprint()` once no other client is connected to the database.
+
+    A backend flushes its write counters when it exits, so waiting until every other client backend
+    (the test's own set-up, clawfs) is gone makes the counters in the fingerprint final.
+    """
+    deadline = time.monotonic() + 10
+    while True:
+        (others,) = pg.sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        )[0]
+        if others == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    return pg.fingerprint()
+
+
+def files_under(path: Path) -> dict[str, bytes]:
+    """Every regular file below `path` (relative name -> bytes); empty when `path` does not exist."""
+    if not path.exists():
+        return {}
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def installed(root: Path) -> dict[str, list[str]]:
+    """What a reader would find: entries of `<root>/workspaces` and `<root>/agents`."""
+    return {
+        kind: sorted(p.name for p in (root / kind).iterdir()) if (root / kind).is_dir() else []
+        for kind in ("workspaces", "agents")
+    }
+
+
+def build_leftovers(root: Path) -> list[str]:
+    """Files or run build directories left under `<root>/.clawfs/tmp` (a finished run leaves none)."""
+    tmp = root / ".clawfs" / "tmp"
+    if not tmp.exists():
+        return []
+    return sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file() or p.name.startswith("run-"))
+
+
+def audit_lines(root: Path) -> list[dict[str, Any]]:
+    path = root / ".clawfs" / "audit.log"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def last_run(root: Path) -> list[dict[str, Any]]:
+    """The audit lines of the most recent run."""
+    lines = audit_lines(root)
+    run_id = lines[-1]["run_id"]
+    return [line for line in lines if line["run_id"] == run_id]
