@@ -21,7 +21,7 @@ from clawfs.cli import main
 from pgstore import PgStore
 
 ERROR_PREFIX = "clawfs: error:"
-ALL_STEPS = ["plan", "documents", "vectors", "fts", "index", "metadata", "identities", "verify", "install"]
+ALL_STEPS = ["plan", "documents", "vectors", "fts", "metadata", "identities", "index", "verify", "install"]
 
 
 @dataclass(frozen=True)

