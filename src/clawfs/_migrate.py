@@ -17,14 +17,13 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from ._checksum import FORM as CHECKSUM_FORM
 from ._checksum import RangeSum, total
 from ._values import encode_id, redact_url, scrub, url_password
-from ._verify import compare_table
+from ._verify import CHECKSUM_TABLES, SourceEvidence, VerifyOptions, WorkspaceCheck, check_workspace, gather_evidence
 from .audit import AuditLog
 from .errors import BadRowError, ClawfsError, StepFailed, UsageError, VerificationError, WorkspaceError
 from .progress import NULL_PROGRESS, Progress
@@ -38,6 +37,7 @@ from .workspace import (
     Layout,
     Placement,
     WorkspaceBuilder,
+    WorkspaceFiles,
     check_target_free,
     identity_document,
     index_path_for,
@@ -50,7 +50,6 @@ from .workspace import (
 )
 
 BAD_ROW_POLICIES = ("fail", "skip")
-CHECKSUM_TABLES = ("documents", "vectors")
 
 
 @dataclass(frozen=True)
@@ -64,6 +63,8 @@ class MigrateOptions:
     identities: bool = True
     on_bad_row: str = "fail"
     hnsw: HnswParams = field(default_factory=HnswParams)
+    sample: int = 100  # verification: sampled full-text queries and vectors per workspace
+    min_recall: float = 0.95
 
     def __post_init__(self) -> None:
         if bool(self.workspaces) == self.all_workspaces:
@@ -74,6 +75,7 @@ class MigrateOptions:
             raise UsageError("--batch-size must be at least 1")
         if self.on_bad_row not in BAD_ROW_POLICIES:
             raise UsageError(f"--on-bad-row must be one of {', '.join(BAD_ROW_POLICIES)}")
+        VerifyOptions(workspaces=("-",), sample=self.sample, min_recall=self.min_recall)  # same bounds
 
 
 def migrate(
@@ -113,7 +115,8 @@ class _Migration:
         self.identities: list[tuple[Path, bytes]] = []
         self.checksums: dict[str, dict[str, dict[int, RangeSum]]] = {}
         self.background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clawfs-verify")
-        self.source_checksums: Future[dict[str, dict[str, dict[int, RangeSum]]]] = Future()
+        self.evidence: Future[dict[str, SourceEvidence]] = Future()
+        self.verification: list[WorkspaceCheck] = []
         self.worker: IndexWorker | None = None
 
     # -- the pipeline ---------------------------------------------------------------------
@@ -128,7 +131,7 @@ class _Migration:
                 self._step("documents", self._copy_documents)
                 self._step("vectors", self._copy_vectors)
                 if self.options.verify:
-                    self._start_source_checksums()
+                    self._start_gathering_evidence()
                 self._step("fts", self._rebuild_fts)
                 self._step("metadata", self._write_metadata)
                 if self.options.identities:
@@ -169,7 +172,7 @@ class _Migration:
         return "No workspace or identity file was created or changed, and PostgreSQL was not changed."
 
     def _discard(self) -> None:
-        self.source_checksums.cancel()
+        self.evidence.cancel()
         self.background.shutdown(wait=True)
         if self.worker is not None:
             self.worker.close()
@@ -315,17 +318,19 @@ class _Migration:
             self.progress.advance("index", builder.vectors)
         return vectors, nbytes
 
-    def _start_source_checksums(self) -> None:
-        """PostgreSQL computes its checksums on a second connection in the same snapshot, while the
-        pipeline goes on (the index is still being built): verify then only compares."""
+    def _start_gathering_evidence(self) -> None:
+        """PostgreSQL's side of verification (checksums, sampled search answers) is gathered on a
+        second connection in the same snapshot while the pipeline goes on and the index builds."""
         snapshot = self.source.export_snapshot()
         workspaces = list(self.workspaces)
+        sample = self.options.sample
+        skipped = {s.id for s in self.skipped if s.table == "vectors"}
 
-        def compute() -> dict[str, dict[str, dict[int, RangeSum]]]:
+        def gather() -> dict[str, SourceEvidence]:
             with Source(self.pg_url, snapshot=snapshot) as other:
-                return {ws: {t: other.range_checksums(t, ws) for t in CHECKSUM_TABLES} for ws in workspaces}
+                return {ws: gather_evidence(other, ws, sample, skipped) for ws in workspaces}
 
-        self.source_checksums = self.background.submit(compute)
+        self.evidence = self.background.submit(gather)
 
     def _write_metadata(self) -> tuple[int, int]:
         info = self.source.info
@@ -392,36 +397,23 @@ class _Migration:
         return len(self.identities), nbytes
 
     def _verify(self) -> tuple[int, int]:
-        """The built files against the snapshot: checksums per range and table, the index, FTS5."""
-        problems = []
+        """The finished files against the snapshot, exactly as `clawfs verify` checks them."""
+        evidence = self.evidence.result()
+        options = VerifyOptions(
+            workspaces=tuple(self.workspaces), sample=self.options.sample, min_recall=self.options.min_recall
+        )
         skipped = {t: {s.id for s in self.skipped if s.table == t} for t in CHECKSUM_TABLES}
-        source_checksums = self.source_checksums.result()
+        problems = []
         for builder in self.builders:
+            builder.close()
             ws = builder.workspace_id
-            for table in CHECKSUM_TABLES:
-                result = compare_table(
-                    table,
-                    source_checksums[ws][table],
-                    self.checksums[ws][table],
-                    partial(self.source.row_hashes, table, ws),
-                    partial(builder.row_hashes, table),
-                    skipped=skipped[table],
-                )
-                problems += [f"workspace {ws!r}: {p}" for p in result.problems()]
-            check = builder.check()
-            want_docs, want_vectors = self.expected[ws]
-            if not self.skipped and (check.documents, check.vectors) != (want_docs, want_vectors):
-                problems.append(
-                    f"workspace {ws!r}: PostgreSQL has {want_docs} documents and {want_vectors} vectors, "
-                    f"the workspace {check.documents} and {check.vectors}"
-                )
-            if check.index_vectors != check.vectors or check.index_missing_ids:
-                problems.append(
-                    f"workspace {ws!r}: the HNSW index holds {check.index_vectors} vectors, "
-                    f"{check.index_missing_ids} of the table's ids are missing"
-                )
-            if not check.fts_ok:
-                problems.append(f"workspace {ws!r}: FTS5 integrity-check failed")
+            files = WorkspaceFiles(builder.db_path, builder.index_path)
+            try:
+                check = check_workspace(self.source, evidence[ws], files, ws, options, self.checksums[ws], skipped)
+            finally:
+                files.close()
+            self.verification.append(check)
+            problems += [f"workspace {ws!r}: {p}" for p in check.errors]
         if problems:
             raise VerificationError("; ".join(problems))
         return sum(b.documents + b.vectors for b in self.builders), 0

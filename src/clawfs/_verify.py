@@ -1,15 +1,105 @@
 """Verification: is a workspace an exact copy of its source? Evidence per table (DESIGN §3 "Verified").
 
-Each side computes per-range checksums on its own (PostgreSQL by SQL, the workspace from its file,
-`clawfs._checksum`); ranges that differ are narrowed down to the rows, by comparing row hashes.
+For each workspace, from one read-only snapshot of PostgreSQL and the workspace's own files:
+
+1. tables — per-range row checksums of documents and vectors computed independently on each side
+   (`clawfs._checksum`); ranges that differ are narrowed down to the rows, which are named;
+2. metadata — every source row present with the same value; dimension and embedding sizes agree;
+3. index — the file is there, matches the stamp in metadata, and holds exactly the vector ids;
+   FTS5's own `integrity-check` passes;
+4. search — sampled documents are found by FTS5 from their own words, and the top 10 of FTS5 and
+   PostgreSQL (`plainto_tsquery('english')`) overlap (a figure: the stemmers differ); sampled vectors'
+   HNSW top 10 against pgvector's exact top 10 (index scans off): recall@10 >= `min_recall`.
+
+Identity files are compared field by field with their rows. `verify()` returns a report; a mismatch
+is data in the report (exit code 3 in the CLI), not an exception.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from ._checksum import RangeSum, total
+from ._values import decode_id
+from .errors import UsageError
+from .progress import NULL_PROGRESS, Progress
+from .source import Source
+from .workspace import CLAWFS_METADATA_KEYS, Layout, WorkspaceFiles
+from .workspace._identity import STATE_FIRST
+
+CHECKSUM_TABLES = ("documents", "vectors")
+IDENTITY_KEYS = (
+    "agent_id",
+    "version",
+    "created_at",
+    "updated_at",
+    "state",
+    "memory",
+    "history",
+    "performance",
+    "checksum",
+)
+_WORD = re.compile(r"[^\W\d_]{4,}")
+_STOP = frozenset(
+    [
+        "about",
+        "after",
+        "before",
+        "during",
+        "from",
+        "have",
+        "into",
+        "should",
+        "that",
+        "their",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "will",
+        "with",
+        "would",
+        "your",
+    ]
+)
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    workspaces: tuple[str, ...] = ()
+    all_workspaces: bool = False
+    sqlite_path: Path | None = None
+    sample: int = 100
+    min_recall: float = 0.95
+    min_fts_overlap: float = 0.3
+    identities: bool = True
+
+    def __post_init__(self) -> None:
+        if bool(self.workspaces) == self.all_workspaces:
+            raise UsageError("name the workspaces to verify (--workspace-id ID ...) or give --all-workspaces")
+        if self.sqlite_path is not None and (self.all_workspaces or len(self.workspaces) != 1):
+            raise UsageError("--sqlite-path names one database file: use it with exactly one --workspace-id")
+        if self.sample < 0:
+            raise UsageError("--sample must be 0 or more")
+        if not 0 <= self.min_recall <= 1 or not 0 <= self.min_fts_overlap <= 1:
+            raise UsageError("--min-recall and --min-fts-overlap are fractions between 0 and 1")
 
 
 @dataclass(frozen=True)
@@ -38,9 +128,89 @@ class TableCheck:
             ("different", self.changed),
         ):
             if ids:
-                shown = ", ".join(map(str, ids[:20])) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
-                out.append(f"{self.table}: {len(ids)} row(s) {what}: id {shown}")
+                out.append(f"{self.table}: {len(ids)} row(s) {what}: id {_some(ids)}")
         return out
+
+
+@dataclass(frozen=True)
+class SearchCheck:
+    check: str  # "fts" or "vector"
+    queries: int
+    figure: float  # fts: mean top-10 overlap with PostgreSQL; vector: mean recall@10
+    threshold: float
+    ok: bool
+
+
+@dataclass(frozen=True)
+class WorkspaceCheck:
+    workspace_id: str
+    database: str
+    tables: tuple[TableCheck, ...]
+    searches: tuple[SearchCheck, ...]
+    errors: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+@dataclass(frozen=True)
+class VerificationReport:
+    source: str
+    snapshot: dict[str, Any]
+    workspaces: tuple[WorkspaceCheck, ...]
+    identities_checked: int
+    errors: tuple[str, ...]  # all errors, each naming its workspace or identity
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def asdict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ok"] = self.ok
+        return data
+
+
+@dataclass(frozen=True)
+class SourceEvidence:
+    """What PostgreSQL says about one workspace, gathered in the snapshot (migrate gathers it on a
+    second connection while the index is still being built)."""
+
+    checksums: dict[str, dict[int, RangeSum]]
+    metadata: dict[str, str]
+    fts: tuple[tuple[int, str, tuple[int, ...]], ...]  # document id, query words, PostgreSQL's top 10
+    vectors: tuple[tuple[int, str, tuple[int, ...]], ...]  # vector id, embedding text, exact top 10
+
+
+def gather_evidence(
+    source: Source, workspace_id: str, sample: int, skipped_vectors: Collection[int] = ()
+) -> SourceEvidence:
+    """PostgreSQL's side; vectors skipped on purpose (--on-bad-row skip) are left out of the search check."""
+    fts = []
+    for doc_id, content in source.sample_documents(workspace_id, sample) if sample else []:
+        words = query_words(content)
+        if words is not None:
+            fts.append((doc_id, words, tuple(source.fts_ranked(workspace_id, words))))
+    vectors = []
+    if sample:
+        extra = len(skipped_vectors)
+        sampled = [v for v in source.sample_vectors(workspace_id, sample + extra) if v[0] not in skipped_vectors]
+        for vector_id, text in sampled[:sample]:
+            exact = [i for i in source.exact_neighbours(workspace_id, text, 10 + extra) if i not in skipped_vectors]
+            vectors.append((vector_id, text, tuple(exact[:10])))
+    return SourceEvidence(
+        checksums={t: source.range_checksums(t, workspace_id) for t in CHECKSUM_TABLES},
+        metadata=dict(source.read_metadata()),
+        fts=tuple(fts),
+        vectors=tuple(vectors),
+    )
+
+
+def _some(ids: Sequence[object], shown: int = 20) -> str:
+    text = ", ".join(map(str, ids[:shown]))
+    return text + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
 
 
 def compare_table(
@@ -76,3 +246,257 @@ def compare_table(
         changed=tuple(changed),
         skipped=tuple(skipped_found),
     )
+
+
+def query_words(content: str) -> str | None:
+    """Two words of a document that make a full-text query for it: its two longest distinct words."""
+    words = sorted({w.lower() for w in _WORD.findall(content)} - _STOP, key=lambda w: (-len(w), w))
+    return " ".join(words[:2]) or None
+
+
+def check_workspace(
+    source: Source,
+    evidence: SourceEvidence,
+    files: WorkspaceFiles,
+    workspace_id: str,
+    options: VerifyOptions,
+    workspace_checksums: dict[str, dict[int, RangeSum]] | None = None,
+    skipped: Mapping[str, Collection[int]] | None = None,
+) -> WorkspaceCheck:
+    """Everything about one workspace against the evidence; `source` is asked only to name rows."""
+    errors: list[str] = []
+    meta = files.metadata()
+    errors += _check_metadata(meta, evidence.metadata, source.info.dimension, workspace_id)
+    tables = []
+    for table in CHECKSUM_TABLES:
+        result = compare_table(
+            table,
+            evidence.checksums[table],
+            (workspace_checksums or {}).get(table) or files.range_checksums(table),
+            partial(source.row_hashes, table, workspace_id),
+            partial(files.row_hashes, table),
+            skipped=(skipped or {}).get(table, ()),
+        )
+        tables.append(result)
+        errors += result.problems()
+    dimension = source.info.dimension
+    sizes = files.embedding_sizes()
+    if sizes and sizes != [4 * (dimension or 0)]:
+        errors.append(f"vectors: embeddings of {sizes} bytes, expected {4 * (dimension or 0)} (dimension {dimension})")
+    if (problem := files.fts_integrity()) is not None:
+        errors.append(f"fts: FTS5 integrity-check failed: {problem}")
+    errors += _check_index(files, meta)
+    searches = [
+        check
+        for check in (
+            _fts_check(evidence, files, options, errors),
+            _vector_check(evidence, files, options, meta, errors),
+        )
+        if check is not None
+    ]
+    return WorkspaceCheck(workspace_id, str(files.db_path), tuple(tables), tuple(searches), tuple(errors))
+
+
+def _check_metadata(
+    meta: dict[str, str], source_rows: dict[str, str], dimension: int | None, workspace_id: str
+) -> list[str]:
+    errors = []
+    try:
+        recorded_ws = json.loads(meta.get("workspace_id", "null"))
+        recorded_dim = json.loads(meta.get("vector_dimension", "null"))
+    except ValueError:
+        return ["metadata: workspace_id or vector_dimension is not JSON"]
+    if recorded_ws != workspace_id:
+        errors.append(f"metadata: workspace_id is {recorded_ws!r}, expected {workspace_id!r}")
+    if recorded_dim != dimension:
+        errors.append(f"metadata: vector_dimension is {recorded_dim}, PostgreSQL's is {dimension}")
+    for key, value in source_rows.items():
+        if key in CLAWFS_METADATA_KEYS and key != "embedding_model":  # clawfs writes these itself
+            continue
+        if key not in meta:
+            errors.append(f"metadata: key {key!r} is missing from the workspace")
+        elif meta[key] != value:
+            errors.append(f"metadata: key {key!r} differs (PostgreSQL {value[:60]!r}, workspace {meta[key][:60]!r})")
+    for key in meta.keys() - source_rows.keys() - CLAWFS_METADATA_KEYS:
+        errors.append(f"metadata: key {key!r} is not in PostgreSQL")
+    return errors
+
+
+def _check_index(files: WorkspaceFiles, meta: dict[str, str]) -> list[str]:
+    index = files.index_file()
+    if not index.exists:
+        return [f"index: the HNSW index file {files.index_path} is missing"]
+    try:
+        stamp = json.loads(meta.get("hnsw_index", "{}"))
+    except ValueError:
+        stamp = {}
+    errors = []
+    if stamp.get("sha256") != index.sha256 or stamp.get("bytes") != index.bytes:
+        errors.append(
+            f"index: {files.index_path} is not the file this workspace recorded "
+            f"({index.bytes} bytes, recorded {stamp.get('bytes')}): it is stale or was replaced"
+        )
+    if index.keys is None:
+        return [*errors, f"index: {index.error}"]
+    ids = files.vector_ids()
+    missing = np.setdiff1d(ids, index.keys).tolist()
+    extra = np.setdiff1d(index.keys, ids).tolist()
+    if missing:
+        errors.append(f"index: {len(missing)} vector(s) missing from the HNSW index: id {_some(missing)}")
+    if extra:
+        errors.append(f"index: {len(extra)} id(s) in the HNSW index are not in the vectors table: id {_some(extra)}")
+    return errors
+
+
+def _fts_check(
+    evidence: SourceEvidence, files: WorkspaceFiles, options: VerifyOptions, errors: list[str]
+) -> SearchCheck | None:
+    if not evidence.fts:
+        return None
+    overlaps = []
+    lost = []
+    for doc_id, words, theirs_ranked in evidence.fts:
+        if not files.fts_finds(words, doc_id):
+            lost.append(doc_id)
+        theirs, ours = set(theirs_ranked), set(files.fts_ranked(words))
+        overlaps.append(len(theirs & ours) / max(len(theirs), len(ours)) if theirs or ours else 1.0)
+    if lost:
+        errors.append(f"fts: {len(lost)} sampled document(s) not found by their own words: id {_some(lost)}")
+    figure = float(np.mean(overlaps))
+    ok = figure >= options.min_fts_overlap
+    if not ok:
+        errors.append(f"fts: top-10 overlap with PostgreSQL {figure:.3f} < {options.min_fts_overlap}")
+    return SearchCheck("fts", len(overlaps), figure, options.min_fts_overlap, ok and not lost)
+
+
+def _vector_check(
+    evidence: SourceEvidence, files: WorkspaceFiles, options: VerifyOptions, meta: dict[str, str], errors: list[str]
+) -> SearchCheck | None:
+    if not evidence.vectors:
+        return None
+    ef_search = int(json.loads(meta.get("hnsw_ef_search", "50")))
+    recalls = []
+    for _, text, exact in evidence.vectors:
+        found = files.index_search(np.asarray(json.loads(text), dtype=np.float32), len(exact), ef_search)
+        recalls.append(len(set(exact) & set(found)) / len(exact) if exact else 1.0)
+    figure = float(np.mean(recalls))
+    ok = figure >= options.min_recall
+    if not ok:
+        errors.append(f"vectors: HNSW recall@10 {figure:.3f} < {options.min_recall} against exact pgvector search")
+    return SearchCheck("vector", len(recalls), figure, options.min_recall, ok)
+
+
+def _load_json(text: str) -> Any:
+    return json.loads(text, parse_float=Decimal)
+
+
+def check_identities(source: Source, layout: Layout) -> tuple[int, list[str]]:
+    """Each identity file against its row, field by field; files without a row are errors too."""
+    errors = []
+    rows = source.identities_for_verify()
+    for agent_id, version, state, memory, history, performance, created, updated, checksum in rows:
+        path = layout.agent_file(agent_id)
+        if not path.is_file():
+            errors.append(f"identity {agent_id!r}: {path} is missing")
+            continue
+        try:
+            doc = json.loads(path.read_text("utf-8"), parse_float=Decimal)
+        except (ValueError, UnicodeDecodeError) as e:
+            errors.append(f"identity {agent_id!r}: {path} is not JSON: {e}")
+            continue
+        source_state = _load_json(state)
+        want = {
+            "agent_id": agent_id,
+            "version": version,
+            "created_at": created,
+            "updated_at": updated,
+            "state": {k: source_state.get(k) for k in STATE_FIRST} | source_state,
+            "memory": _load_json(memory),
+            "history": _load_json(history),
+            "performance": _load_json(performance),
+            "checksum": checksum,
+        }
+        if not isinstance(doc, dict) or list(doc) != list(IDENTITY_KEYS):
+            errors.append(f"identity {agent_id!r}: keys are not {', '.join(IDENTITY_KEYS)}")
+            continue
+        differing = [k for k in IDENTITY_KEYS if doc[k] != want[k]]
+        if list(doc["state"])[: len(STATE_FIRST)] != list(STATE_FIRST):
+            differing.append("state (key order)")
+        if differing:
+            errors.append(f"identity {agent_id!r}: {', '.join(differing)} differ from PostgreSQL")
+    agents = layout.root / "agents"
+    known = {r[0] for r in rows}
+    if agents.is_dir():
+        for entry in sorted(os.listdir(agents)):
+            try:
+                agent_id = decode_id(entry)
+            except UnicodeDecodeError:
+                agent_id = entry
+            if agent_id not in known and (agents / entry / "identity.json").exists():
+                errors.append(f"identity {agent_id!r}: the file has no row in PostgreSQL")
+    return len(rows), errors
+
+
+def verify(
+    pg_url: str | None,
+    root: str | os.PathLike[str],
+    options: VerifyOptions,
+    progress: Progress = NULL_PROGRESS,
+) -> VerificationReport:
+    """Compare workspaces under `root` (and identity files) with their source, from one snapshot."""
+    started = time.perf_counter()
+    layout = Layout(Path(root))
+    errors: list[str] = []
+    checks = []
+    with Source(pg_url) as source:
+        known = source.workspace_ids()
+        chosen = known if options.all_workspaces else list(dict.fromkeys(options.workspaces))
+        if options.all_workspaces:
+            on_disk = _workspaces_on_disk(layout)
+            errors += [f"workspace {ws!r}: in the ClawFS root but not in PostgreSQL" for ws in on_disk - set(known)]
+        progress.start("verify", len(chosen))
+        for ws in chosen:
+            db = options.sqlite_path or layout.workspace_db(ws)
+            if not db.is_file():
+                errors.append(f"workspace {ws!r}: no workspace at {db}")
+                continue
+            if ws not in known:
+                errors.append(f"workspace {ws!r}: PostgreSQL has no documents for it")
+            evidence = gather_evidence(source, ws, options.sample)
+            files = WorkspaceFiles(db)
+            try:
+                check = check_workspace(source, evidence, files, ws, options)
+            finally:
+                files.close()
+            checks.append(check)
+            errors += [f"workspace {ws!r}: {e}" for e in check.errors]
+            progress.advance("verify", 1)
+        identities = 0
+        if options.identities:
+            identities, identity_errors = check_identities(source, layout)
+            errors += identity_errors
+        info = source.info
+    progress.finish("verify")
+    return VerificationReport(
+        source=info.location,
+        snapshot={"wal_lsn": info.snapshot_lsn, "snapshot": info.snapshot_xmin},
+        workspaces=tuple(checks),
+        identities_checked=identities,
+        errors=tuple(errors),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _workspaces_on_disk(layout: Layout) -> set[str]:
+    folder = layout.root / "workspaces"
+    if not folder.is_dir():
+        return set()
+    out = set()
+    for entry in os.listdir(folder):
+        if entry.startswith(".") or not (folder / entry / "workspace.db").is_file():
+            continue
+        try:
+            out.add(decode_id(entry))
+        except UnicodeDecodeError:
+            out.add(entry)
+    return out

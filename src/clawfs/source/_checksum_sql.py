@@ -15,7 +15,7 @@ def _field(utf8: str) -> str:
     return f"(CASE WHEN {utf8} IS NULL THEN '\\x2d'::bytea ELSE {prefix} || {utf8} END)"
 
 
-def _timestamp_text(ts: str) -> str:
+def timestamp_text(ts: str) -> str:
     """DESIGN §2.2's timestamp text, by PostgreSQL: UTC, six fractional digits, expanded years."""
     year = f"extract(year FROM {ts} AT TIME ZONE 'UTC')::int"
     astronomical = f"(CASE WHEN {year} < 0 THEN {year} + 1 ELSE {year} END)"
@@ -39,7 +39,7 @@ FROM documents d, LATERAL (SELECT
     convert_to(d.workspace_id, 'UTF8') AS w,
     convert_to(d.content, 'UTF8') AS c,
     convert_to(d.metadata::text, 'UTF8') AS m,
-    convert_to({_timestamp_text("d.created_at::timestamptz")}, 'UTF8') AS t) b
+    convert_to({timestamp_text("d.created_at::timestamptz")}, 'UTF8') AS t) b
 WHERE d.workspace_id = %(workspace)s
 """
 
@@ -48,7 +48,7 @@ SELECT v.id::int8 AS id, {_row_hash(" || ".join(_field(c) for c in ("b.i", "b.d"
 FROM vectors v JOIN documents d ON d.id = v.document_id, LATERAL (SELECT
     convert_to(v.id::int8::text, 'UTF8') AS i,
     convert_to(v.document_id::int8::text, 'UTF8') AS d,
-    convert_to({_timestamp_text("v.created_at::timestamptz")}, 'UTF8') AS t,
+    convert_to({timestamp_text("v.created_at::timestamptz")}, 'UTF8') AS t,
     substring(vector_send(v.embedding::vector) FROM 5) AS e) b
 WHERE d.workspace_id = %(workspace)s
 """

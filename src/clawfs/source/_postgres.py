@@ -22,7 +22,7 @@ from psycopg.pq import Format
 from .._checksum import RangeSum, from_sql
 from .._values import format_timestamp, redact_url, scrub, url_password
 from ..errors import BadRowError, SourceError
-from ._checksum_sql import DOCUMENT_ROWS, VECTOR_ROWS, range_sums, rows_in_ranges
+from ._checksum_sql import DOCUMENT_ROWS, VECTOR_ROWS, range_sums, rows_in_ranges, timestamp_text
 from ._vector_copy import VectorBatch, VectorCopyDecoder
 
 _ROWS = {"documents": DOCUMENT_ROWS, "vectors": VECTOR_ROWS}
@@ -375,3 +375,63 @@ class Source:
     def row_hashes(self, table: str, workspace: str, ranges: Sequence[int]) -> dict[int, int]:
         rows = self._query(rows_in_ranges(_ROWS[table]), {"workspace": workspace, "ranges": list(ranges)})
         return {int(i): int(h) for i, h in rows}
+
+    # -- search checks (draft §8.4, §8.5) and identities, for verification ------------------
+
+    def sample_documents(self, workspace: str, n: int) -> list[tuple[int, str]]:
+        """A reproducible sample: the n documents whose md5(id) sorts first."""
+        return [
+            (int(i), c)
+            for i, c in self._query(
+                "SELECT id::int8, content FROM documents WHERE workspace_id = %s ORDER BY md5(id::text) LIMIT %s",
+                [workspace, n],
+            )
+        ]
+
+    def fts_ranked(self, workspace: str, text: str, limit: int = 10) -> list[int]:
+        """PostgreSQL's own full-text answer: plainto_tsquery('english'), ranked by ts_rank_cd."""
+        rows = self._query(
+            "SELECT id::int8 FROM documents, plainto_tsquery('english', %(q)s) q"
+            " WHERE workspace_id = %(ws)s AND to_tsvector('english', content) @@ q"
+            " ORDER BY ts_rank_cd(to_tsvector('english', content), q) DESC, id LIMIT %(limit)s",
+            {"q": text, "ws": workspace, "limit": limit},
+        )
+        return [int(r[0]) for r in rows]
+
+    def sample_vectors(self, workspace: str, n: int) -> list[tuple[int, str]]:
+        """A reproducible sample of (vector id, embedding as pgvector text), zero vectors left out."""
+        rows = self._query(
+            "SELECT v.id::int8, v.embedding::vector::text FROM vectors v JOIN documents d ON d.id = v.document_id"
+            " WHERE d.workspace_id = %s AND vector_dims(v.embedding::vector) = %s"
+            " AND vector_norm(v.embedding::vector) > 0 ORDER BY md5(v.id::text) LIMIT %s",
+            [workspace, self.info.dimension, n],
+        )
+        return [(int(i), t) for i, t in rows]
+
+    def exact_neighbours(self, workspace: str, vector_text: str, k: int = 10) -> list[int]:
+        """Exact cosine top-k by pgvector, with index scans off (a sequential scan sees every row)."""
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute("SET LOCAL enable_indexscan = off")
+                cur.execute("SET LOCAL enable_bitmapscan = off")
+                cur.execute(
+                    sql.SQL(
+                        "SELECT v.id::int8 FROM vectors v JOIN documents d ON d.id = v.document_id"
+                        " WHERE d.workspace_id = %s AND vector_dims(v.embedding::vector) = %s"
+                        " ORDER BY v.embedding <=> %s::{}, v.id LIMIT %s"
+                    ).format(sql.Identifier(self.vector_type)),
+                    [workspace, self.info.dimension, vector_text, k],
+                )
+                return [int(r[0]) for r in cur.fetchall()]
+        except psycopg.Error as e:
+            raise self._error("PostgreSQL refused a query", e) from None
+
+    def identities_for_verify(self) -> list[tuple[Any, ...]]:
+        """Identity rows with the timestamps formatted by PostgreSQL itself (DESIGN §2.2 text)."""
+        if "agent_identities" not in self.tables:
+            return []
+        return self._query(
+            "SELECT agent_id, version::int8, state::text, memory::text, history::text, performance::text,"
+            f" {timestamp_text('created_at::timestamptz')}, {timestamp_text('updated_at::timestamptz')}, checksum"
+            " FROM agent_identities ORDER BY agent_id"
+        )

@@ -2,29 +2,32 @@
 
 import sqlite3
 
-from ._builder import BuildCheck, WorkspaceBuilder, check_target_free, install, metadata_entries
+from ._builder import WorkspaceBuilder, check_target_free, install, metadata_entries
+from ._files import IndexFile, WorkspaceFiles
 from ._identity import identity_document
 from ._index import DEFAULT_DTYPE, DTYPES, HnswParams, IndexWorker
 from ._layout import Layout, Placement, index_path_for, make_private_dir, remove_path, remove_tree, write_private_temp
-from ._schema import SCHEMA_VERSION
+from ._schema import CLAWFS_METADATA_KEYS, SCHEMA_VERSION
 from ._workspace import Hit, Workspace, fts_query
 
 # Errors of the target side that a user can cause (disk full, permissions, a damaged file).
 TARGET_ERRORS: tuple[type[BaseException], ...] = (OSError, sqlite3.Error)
 
 __all__ = [
+    "CLAWFS_METADATA_KEYS",
     "DEFAULT_DTYPE",
     "DTYPES",
     "SCHEMA_VERSION",
     "TARGET_ERRORS",
-    "BuildCheck",
     "Hit",
     "HnswParams",
+    "IndexFile",
     "IndexWorker",
     "Layout",
     "Placement",
     "Workspace",
     "WorkspaceBuilder",
+    "WorkspaceFiles",
     "check_target_free",
     "fts_query",
     "identity_document",

@@ -12,7 +12,6 @@ import contextlib
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,17 +32,6 @@ from ._layout import (
     remove_tree,
 )
 from ._schema import BUILD_PRAGMAS, FINAL_PRAGMAS, SCHEMA
-
-
-@dataclass(frozen=True)
-class BuildCheck:
-    """What a finished build holds, read back from the files."""
-
-    documents: int
-    vectors: int
-    index_vectors: int
-    index_missing_ids: int
-    fts_ok: bool
 
 
 class WorkspaceBuilder:
@@ -68,6 +56,7 @@ class WorkspaceBuilder:
         self.documents = 0
         self.vectors = 0
         self.bytes_written = 0
+        self.closed = False
         create_private_file(self.db_path)
         self.db = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
         for pragma in BUILD_PRAGMAS:
@@ -112,27 +101,6 @@ class WorkspaceBuilder:
     def write_metadata(self, entries: Iterable[tuple[str, str]]) -> None:
         self.db.executemany("INSERT OR REPLACE INTO metadata VALUES (?, ?)", entries)
 
-    def check(self) -> BuildCheck:
-        """Read the build back: counts, every vector id in the index, FTS5 against its content table."""
-        (documents,) = self.db.execute("SELECT count(*) FROM document_store").fetchone()
-        (vectors,) = self.db.execute("SELECT count(*) FROM vectors").fetchone()
-        missing = 0
-        if self.index is not None:
-            for (chunk,) in _id_chunks(self.db):
-                missing += int((~np.asarray(self.index.contains(chunk))).sum())
-        try:
-            self.db.execute("INSERT INTO documents(documents, rank) VALUES ('integrity-check', 1)")
-            fts_ok = True
-        except sqlite3.DatabaseError:
-            fts_ok = False
-        return BuildCheck(
-            documents=documents,
-            vectors=vectors,
-            index_vectors=len(self.index) if self.index is not None else 0,
-            index_missing_ids=missing,
-            fts_ok=fts_ok,
-        )
-
     def range_checksums(self, table: str) -> dict[int, RangeSum]:
         return range_checksums(self.db, table)
 
@@ -140,7 +108,10 @@ class WorkspaceBuilder:
         return row_hashes(self.db, table, ranges)
 
     def close(self) -> None:
-        """Commit, switch to WAL, and flush the file to disk."""
+        """Commit, switch to WAL, and flush the file to disk (once)."""
+        if self.closed:
+            return
+        self.closed = True
         self.db.execute("COMMIT")
         for pragma in FINAL_PRAGMAS:
             self.db.execute(pragma)
@@ -154,12 +125,6 @@ class WorkspaceBuilder:
         with contextlib.suppress(sqlite3.Error):
             self.db.close()
         remove_tree(self.build_dir)
-
-
-def _id_chunks(db: sqlite3.Connection, size: int = 65536) -> Iterable[tuple[npt.NDArray[np.uint64]]]:
-    cursor = db.execute("SELECT id FROM vectors ORDER BY id")
-    while rows := cursor.fetchmany(size):
-        yield (np.fromiter((r[0] for r in rows), dtype=np.uint64, count=len(rows)),)
 
 
 def check_target_free(target_db: Path, replace: bool, workspace_id: str) -> None:

@@ -39,3 +39,25 @@ FINAL_PRAGMAS = ("PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL")
 
 # Metadata keys clawfs always writes (DESIGN §2.2); values are JSON text.
 HNSW_KEYS = ("hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "hnsw_metric", "hnsw_dtype")
+
+# Every metadata key clawfs writes itself; the other keys of a workspace are the source's rows.
+CLAWFS_METADATA_KEYS = frozenset(
+    {
+        "vector_dimension",
+        "embedding_model",
+        "hnsw_m",
+        "hnsw_ef_construction",
+        "hnsw_ef_search",
+        "hnsw_metric",
+        "hnsw_dtype",
+        "workspace_id",
+        "schema_version",
+        "migrated_at",
+        "source",
+        "source_snapshot",
+        "document_count",
+        "vector_count",
+        "checksums",
+        "hnsw_index",
+    }
+)

@@ -1,0 +1,123 @@
+"""Read-only access to a workspace's files for verification: plain values out, nothing trusted.
+
+Unlike `Workspace` (which refuses a stale index), this reads whatever is on disk and reports it,
+so that verification can say exactly what is wrong.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from usearch.index import Index
+
+from .._checksum import RangeSum
+from ..errors import WorkspaceError
+from ._checksums import range_checksums, row_hashes
+from ._index import file_sha256
+from ._layout import index_path_for
+from ._workspace import fts_query
+
+
+@dataclass(frozen=True)
+class IndexFile:
+    """What is on disk where the index should be."""
+
+    exists: bool
+    bytes: int = 0
+    sha256: str = ""
+    keys: npt.NDArray[np.uint64] | None = None  # sorted; None when the file cannot be read
+    error: str = ""
+
+
+class WorkspaceFiles:
+    def __init__(self, db_path: Path, index_path: Path | None = None) -> None:
+        if not db_path.is_file():
+            raise WorkspaceError(f"no workspace database at {db_path}")
+        self.db_path = db_path
+        self.index_path = index_path or index_path_for(db_path)
+        try:
+            self.db = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
+            self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.Error as e:
+            raise WorkspaceError(f"{db_path} is not a readable SQLite database: {e}") from None
+        self._index: Index | None = None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def metadata(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT key, value FROM metadata").fetchall())
+
+    def count(self, table: str) -> int:
+        name = {"documents": "document_store", "vectors": "vectors"}[table]
+        return int(self.db.execute(f"SELECT count(*) FROM {name}").fetchone()[0])
+
+    def range_checksums(self, table: str) -> dict[int, RangeSum]:
+        return range_checksums(self.db, table)
+
+    def row_hashes(self, table: str, ranges: Sequence[int]) -> dict[int, int]:
+        return row_hashes(self.db, table, ranges)
+
+    def embedding_sizes(self) -> list[int]:
+        return [int(r[0]) for r in self.db.execute("SELECT DISTINCT length(embedding) FROM vectors ORDER BY 1")]
+
+    def vector_ids(self) -> npt.NDArray[np.uint64]:
+        ids = [r[0] for r in self.db.execute("SELECT id FROM vectors ORDER BY id")]
+        return np.asarray(ids, dtype=np.uint64)
+
+    def fts_integrity(self) -> str | None:
+        """None when FTS5's index agrees with its content table, else SQLite's message."""
+        db = sqlite3.connect(self.db_path)  # the check is an INSERT command: it needs a writable handle
+        try:
+            db.execute("INSERT INTO documents(documents, rank) VALUES ('integrity-check', 1)")
+            return None
+        except sqlite3.DatabaseError as e:
+            return str(e)
+        finally:
+            db.close()
+
+    def fts_ranked(self, text: str, limit: int = 10) -> list[int]:
+        query = fts_query(text)
+        if query is None:
+            return []
+        rows = self.db.execute(
+            "SELECT rowid FROM documents WHERE documents MATCH ? ORDER BY rank LIMIT ?", (query, limit)
+        )
+        return [int(r[0]) for r in rows]
+
+    def fts_finds(self, text: str, document_id: int) -> bool:
+        query = fts_query(text)
+        if query is None:
+            return False
+        row = self.db.execute(
+            "SELECT 1 FROM documents WHERE documents MATCH ? AND rowid = ?", (query, document_id)
+        ).fetchone()
+        return row is not None
+
+    def index_file(self) -> IndexFile:
+        path = self.index_path
+        if not path.is_file():
+            return IndexFile(exists=False)
+        size = path.stat().st_size
+        digest = file_sha256(path)
+        try:
+            index = Index.restore(str(path), view=True)
+        except Exception as e:  # usearch raises plain RuntimeError/ValueError on damaged files
+            return IndexFile(True, size, digest, None, f"usearch cannot read it: {e}")
+        if index is None:
+            return IndexFile(True, size, digest, None, "usearch cannot read it")
+        self._index = index
+        return IndexFile(True, size, digest, np.sort(np.asarray(index.keys, dtype=np.uint64)))
+
+    def index_search(self, vector: npt.NDArray[np.float32], k: int, ef_search: int) -> list[int]:
+        if self._index is None:
+            return []
+        with contextlib.suppress(AttributeError):
+            self._index.expansion_search = ef_search  # type: ignore[misc]  # settable at run time
+        return [int(key) for key in self._index.search(vector, k).keys]
