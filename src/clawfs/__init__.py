@@ -1,6 +1,7 @@
 """clawfs: move an agent's memory from PostgreSQL + pgvector into ClawFS, prove it, search it."""
 
 from ._migrate import MigrateOptions, migrate
+from ._verify import SearchCheck, TableCheck, VerificationReport, VerifyOptions, WorkspaceCheck, verify
 from .errors import (
     BadRowError,
     ClawfsError,
@@ -25,15 +26,21 @@ __all__ = [
     "MigrationReport",
     "NullProgress",
     "Progress",
+    "SearchCheck",
     "SkippedRow",
     "SourceError",
     "StepFailed",
     "StepReport",
+    "TableCheck",
     "UsageError",
     "VerificationError",
+    "VerificationReport",
+    "VerifyOptions",
     "Workspace",
+    "WorkspaceCheck",
     "WorkspaceError",
     "WorkspaceReport",
     "__version__",
     "migrate",
+    "verify",
 ]

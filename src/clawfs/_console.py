@@ -23,6 +23,7 @@ from rich.progress import (
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
+from ._verify import VerificationReport
 from .report import MigrationReport
 
 log = logging.getLogger("clawfs")
@@ -146,6 +147,39 @@ def migration_tables(report: MigrationReport, console: Console) -> None:
         console.print(f"SKIPPED {skipped.table} id={skipped.id}: {skipped.reason}")
     for note in report.notes:
         console.print(f"note: {note}")
+
+
+def verification_tables(report: VerificationReport, console: Console) -> None:
+    """Like pgcopydb's `compare data`: a table per workspace, then one ERROR line per problem."""
+    for ws in report.workspaces:
+        table = Table(title=f"workspace {ws.workspace_id}", title_justify="left")
+        for column in ("Table", "PostgreSQL rows", "Workspace rows", "PostgreSQL checksum", "Workspace checksum", ""):
+            table.add_column(column, justify="left" if column in ("Table", "") else "right")
+        for t in ws.tables:
+            table.add_row(
+                t.table,
+                f"{t.source_rows:,}",
+                f"{t.workspace_rows:,}",
+                t.source_checksum,
+                t.workspace_checksum,
+                "ok" if t.ok else "MISMATCH",
+            )
+        console.print(table)
+        for search in ws.searches:
+            what = "top-10 overlap with PostgreSQL" if search.check == "fts" else "recall@10 against exact search"
+            console.print(
+                f"  {search.check}: {search.queries} sampled queries, {what} {search.figure:.3f} "
+                f"(threshold {search.threshold}) {'ok' if search.ok else 'MISMATCH'}"
+            )
+    if report.identities_checked:
+        console.print(f"identities: {report.identities_checked} checked")
+    for error in report.errors:
+        console.print(f"ERROR {error}", markup=False, highlight=False)
+    verdict = "an exact copy" if report.ok else f"NOT an exact copy ({len(report.errors)} problem(s))"
+    console.print(
+        f"verify: {verdict}; source {report.source}, snapshot at WAL {report.snapshot.get('wal_lsn')}, "
+        f"{report.seconds:.1f} s"
+    )
 
 
 def setup_logging(verbose: bool, log_file: str | None) -> None:

@@ -21,7 +21,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from functools import partial
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ._checksum import RangeSum, total
 from ._values import decode_id
@@ -182,30 +183,110 @@ class SourceEvidence:
     metadata: dict[str, str]
     fts: tuple[tuple[int, str, tuple[int, ...]], ...]  # document id, query words, PostgreSQL's top 10
     vectors: tuple[tuple[int, str, tuple[int, ...]], ...]  # vector id, embedding text, exact top 10
+    exact_disagrees: tuple[int, ...] = ()  # sampled vector ids whose exact top 10 pgvector ranks otherwise
+    degenerate: tuple[int, ...] = ()  # vector ids without a usable direction (left out of search checks)
+
+
+PGVECTOR_CROSS_CHECKS = 5
+# Cosine distance needs |v|^2 as a normal float32 (pgvector and usearch compute in float32): zero, tiny and
+# huge vectors have no usable direction there. They are checked byte for byte, but not by searching.
+NORM_RANGE = (1e-18, 1e18)
+
+
+def usable(norms: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
+    return np.isfinite(norms) & (norms > NORM_RANGE[0]) & (norms < NORM_RANGE[1])
+
+
+def exact_top_k(
+    batches: Iterable[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]],
+    queries: npt.NDArray[np.float32],
+    k: int = 10,
+    degenerate: list[int] | None = None,
+) -> list[tuple[list[int], list[float]]]:
+    """Exact cosine top-k of each query over streamed (ids, vectors) batches, in constant memory.
+    Vectors without a usable direction never rank (their ids are appended to `degenerate`).
+    Ties are broken by id, as `ORDER BY distance, id` does."""
+    queries64 = queries.astype(np.float64)  # float64: squares of large float32 values overflow float32
+    unit_queries = queries64 / np.linalg.norm(queries64, axis=1, keepdims=True)
+    best_d = np.full((len(queries), 0), np.inf)
+    best_i = np.zeros((len(queries), 0), dtype=np.int64)
+    for ids, vectors in batches:
+        vectors64 = vectors.astype(np.float64)
+        norms = np.linalg.norm(vectors64, axis=1)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            distances = 1.0 - (unit_queries @ vectors64.T) / norms
+        bad = ~usable(norms)
+        if degenerate is not None and bad.any():
+            degenerate.extend(int(i) for i in ids[bad])
+        distances[:, bad] = np.inf
+        distances[~np.isfinite(distances)] = np.inf
+        all_d = np.concatenate([best_d, distances], axis=1)
+        all_i = np.concatenate([best_i, np.broadcast_to(ids, distances.shape)], axis=1)
+        order = np.lexsort((all_i, all_d), axis=1)[:, :k]
+        best_d = np.take_along_axis(all_d, order, axis=1)
+        best_i = np.take_along_axis(all_i, order, axis=1)
+    return [
+        ([int(i) for i, d in zip(ids, ds, strict=True) if np.isfinite(d)], [float(d) for d in ds if np.isfinite(d)])
+        for ids, ds in zip(best_i, best_d, strict=True)
+    ]
 
 
 def gather_evidence(
     source: Source, workspace_id: str, sample: int, skipped_vectors: Collection[int] = ()
 ) -> SourceEvidence:
-    """PostgreSQL's side; vectors skipped on purpose (--on-bad-row skip) are left out of the search check."""
+    """PostgreSQL's side; vectors skipped on purpose (--on-bad-row skip) are left out of the search check.
+
+    The exact top 10 of every sampled vector comes from one pass over the workspace's vectors in
+    PostgreSQL (a full scan per query would cost seconds each on a large store); for a few of them
+    pgvector's own exact search (index scans off) must agree, which ties the pass to pgvector."""
     fts = []
     for doc_id, content in source.sample_documents(workspace_id, sample) if sample else []:
         words = query_words(content)
         if words is not None:
             fts.append((doc_id, words, tuple(source.fts_ranked(workspace_id, words))))
-    vectors = []
-    if sample:
-        extra = len(skipped_vectors)
-        sampled = [v for v in source.sample_vectors(workspace_id, sample + extra) if v[0] not in skipped_vectors]
-        for vector_id, text in sampled[:sample]:
-            exact = [i for i in source.exact_neighbours(workspace_id, text, 10 + extra) if i not in skipped_vectors]
-            vectors.append((vector_id, text, tuple(exact[:10])))
+    vectors: list[tuple[int, str, tuple[int, ...]]] = []
+    disagrees: list[int] = []
+    degenerate: list[int] = []
+    extra = len(skipped_vectors)
+    sampled = [
+        (vector_id, text)
+        for vector_id, text in source.sample_vectors(workspace_id, sample + extra)
+        if vector_id not in skipped_vectors
+        and usable(np.array([np.linalg.norm(np.asarray(json.loads(text), dtype=np.float64))]))[0]
+    ][:sample]
+    if sampled:
+        queries = np.asarray([json.loads(text) for _, text in sampled], dtype=np.float32)
+        batches = (
+            (b.ids[keep], b.embeddings[keep])
+            for b in source.read_vectors([workspace_id], 4096, lambda error: None, include_orphans=False)
+            if (keep := ~np.isin(b.ids, list(skipped_vectors))).any()
+        )
+        truth = exact_top_k(batches, queries, degenerate=degenerate)
+        left_out = set(skipped_vectors) | set(degenerate)
+        for n, ((vector_id, text), (ids, distances)) in enumerate(zip(sampled, truth, strict=True)):
+            vectors.append((vector_id, text, tuple(ids)))
+            if n < PGVECTOR_CROSS_CHECKS:
+                pgvector = source.exact_neighbours(workspace_id, text, 10 + len(left_out))
+                theirs = [i for i in pgvector if i not in left_out]
+                if not _same_neighbours(theirs[: len(ids)], ids, distances):
+                    disagrees.append(vector_id)
     return SourceEvidence(
         checksums={t: source.range_checksums(t, workspace_id) for t in CHECKSUM_TABLES},
         metadata=dict(source.read_metadata()),
         fts=tuple(fts),
         vectors=tuple(vectors),
+        exact_disagrees=tuple(disagrees),
+        degenerate=tuple(degenerate),
     )
+
+
+def _same_neighbours(theirs: list[int], ours: list[int], distances: list[float]) -> bool:
+    """Equal, or different only where distances tie at the k-th place (float rounding differs)."""
+    if set(theirs) == set(ours):
+        return True
+    differing = set(ours) - set(theirs)
+    kth = distances[-1] if distances else 0.0
+    return all(abs(distances[ours.index(i)] - kth) < 1e-6 for i in differing)
 
 
 def _some(ids: Sequence[object], shown: int = 20) -> str:
@@ -374,10 +455,18 @@ def _vector_check(
 ) -> SearchCheck | None:
     if not evidence.vectors:
         return None
+    if evidence.exact_disagrees:
+        errors.append(
+            f"vectors: exact search over PostgreSQL's vectors disagrees with pgvector's for sampled vector(s) "
+            f"{_some(evidence.exact_disagrees)}"
+        )
     ef_search = int(json.loads(meta.get("hnsw_ef_search", "50")))
     recalls = []
+    left_out = set(evidence.degenerate)
     for _, text, exact in evidence.vectors:
-        found = files.index_search(np.asarray(json.loads(text), dtype=np.float32), len(exact), ef_search)
+        query = np.asarray(json.loads(text), dtype=np.float32)
+        found = [i for i in files.index_search(query, len(exact) + len(left_out), ef_search) if i not in left_out]
+        found = found[: len(exact)]
         recalls.append(len(set(exact) & set(found)) / len(exact) if exact else 1.0)
     figure = float(np.mean(recalls))
     ok = figure >= options.min_recall

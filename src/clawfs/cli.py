@@ -17,11 +17,12 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from ._console import LiveProgress, json_default, migration_tables, setup_logging
+from ._console import LiveProgress, json_default, migration_tables, setup_logging, verification_tables
 from ._migrate import BAD_ROW_POLICIES, MigrateOptions, migrate
 from ._values import scrub, url_password
+from ._verify import VerifyOptions, verify
 from .demo import run_demo
-from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, ClawfsError, UsageError, exit_code
+from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_VERIFICATION, ClawfsError, UsageError, exit_code
 from .workspace import DEFAULT_DTYPE, DTYPES, Hit, HnswParams, Workspace
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -145,6 +146,72 @@ def migrate_command(
         print(json.dumps(report.asdict(), indent=2, ensure_ascii=False, default=json_default))
     else:
         migration_tables(report, stdout)
+
+
+@cli.command("verify")
+@pg_url_option
+@click.option(
+    "--workspace-id", "workspace_ids", multiple=True, metavar="ID", help="A workspace to verify (repeatable)."
+)
+@click.option("--all-workspaces", is_flag=True, help="Verify every workspace (and find any PostgreSQL lacks).")
+@click.option(
+    "--sqlite-path",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="Verify this database file (one --workspace-id).",
+)
+@click.option(
+    "--sample",
+    type=int,
+    default=100,
+    show_default=True,
+    help="Sampled full-text queries and vectors per workspace (0: none).",
+)
+@click.option("--min-recall", type=float, default=0.95, show_default=True, help="Lowest passing HNSW recall@10.")
+@click.option(
+    "--min-fts-overlap",
+    type=float,
+    default=0.3,
+    show_default=True,
+    help="Lowest passing mean top-10 overlap of FTS5 with PostgreSQL full text.",
+)
+@click.option("--no-identities", is_flag=True, help="Do not check agent identity files.")
+@common_options
+def verify_command(
+    pg_url: str | None,
+    workspace_ids: tuple[str, ...],
+    all_workspaces: bool,
+    sqlite_path: Path | None,
+    sample: int,
+    min_recall: float,
+    min_fts_overlap: float,
+    no_identities: bool,
+    verbose: bool,
+    as_json: bool,
+    root: Path,
+) -> int:
+    """Prove that workspaces are exact copies of their source (exit 3 when not)."""
+    setup_logging(verbose, None)
+    options = VerifyOptions(
+        workspaces=workspace_ids,
+        all_workspaces=all_workspaces,
+        sqlite_path=sqlite_path,
+        sample=sample,
+        min_recall=min_recall,
+        min_fts_overlap=min_fts_overlap,
+        identities=not no_identities,
+    )
+    progress = LiveProgress(sys.stderr)
+    try:
+        report = verify(pg_url, root, options, progress)
+    finally:
+        progress.close()
+    if as_json:
+        print(json.dumps(report.asdict(), indent=2, ensure_ascii=False, default=json_default))
+    else:
+        verification_tables(report, stdout)
+    return EXIT_OK if report.ok else EXIT_VERIFICATION
 
 
 @cli.command("search")
@@ -288,8 +355,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = "-v" in args or "--verbose" in args
     try:
-        cli.main(args=args, prog_name="clawfs", standalone_mode=False)
-        code = 0
+        code = cli.main(args=args, prog_name="clawfs", standalone_mode=False) or 0
     except click.exceptions.Exit as e:
         code = e.exit_code
     except click.UsageError as e:

@@ -186,6 +186,10 @@ def fill_sample_store(
                         f"sha256:{n:064x}",
                     ],
                 )
+            # the draft's §1.1 full-text index, as IronClaw has it
+            conn.execute(
+                "CREATE INDEX idx_documents_content_gin ON documents USING GIN(to_tsvector('english', content))"
+            )
             conn.execute("ANALYZE")
     except psycopg.Error as e:
         raise RuntimeError(f"filling the sample store failed: {_one_line(e, [])}") from None
