@@ -6,7 +6,8 @@
 It starts an embedded PostgreSQL 16 with pgvector (or uses $CLAWFS_BENCH_PG_URL), builds a synthetic
 store once per size (documents of 50-300 words, one clustered 1536-dimensional vector each), then:
 
-- migrates it end to end in a child process (so its peak memory is its own), `--repeat` times;
+- migrates it end to end in a child process (so its peak memory is its own), `--repeat` times, and
+  then runs `clawfs verify` on the result (verifying must cost well under half the migration);
 - times, from the same server, the raw `COPY ... (FORMAT BINARY)` read of both tables (bytes only);
 - times usearch alone building the same index (same M, ef, dtype, all cores) from vectors in memory;
 - times the draft's own method (LIMIT/OFFSET pages in text, row-by-row inserts) on a slice;
@@ -45,13 +46,20 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "migrate.json"
 
 CHILD = """
-import json, resource, sys, time
-from clawfs import MigrateOptions, migrate
-url, root, verify = sys.argv[1], sys.argv[2], sys.argv[3] == "verify"
+import json, sys, time
+from clawfs import MigrateOptions, VerifyOptions, migrate, verify
+url, root, checked = sys.argv[1], sys.argv[2], sys.argv[3] == "verify"
 t = time.perf_counter()
-report = migrate(url, root, MigrateOptions(all_workspaces=True, replace=True, verify=verify))
+report = migrate(url, root, MigrateOptions(all_workspaces=True, replace=True, verify=checked))
 seconds = time.perf_counter() - t
-print(json.dumps({"seconds": seconds, "steps": [s.__dict__ for s in report.steps]}))
+out = {"seconds": seconds, "steps": [s.__dict__ for s in report.steps]}
+if checked:
+    t = time.perf_counter()
+    verification = verify(url, root, VerifyOptions(all_workspaces=True))
+    out["verify_seconds"] = time.perf_counter() - t
+    out["verify_ok"] = verification.ok
+    out["verify_searches"] = [s.__dict__ for w in verification.workspaces for s in w.searches]
+print(json.dumps(out))
 """
 
 
@@ -230,6 +238,7 @@ def main() -> None:
 
     med = statistics.median
     e2e = med(r["seconds"] for r in runs)
+    verify_s = med(r["verify_seconds"] for r in runs)
     index_s = med(alone)
     docs_s = med(step(r, "documents")["seconds"] + step(r, "fts")["seconds"] for r in runs)
     vec_wall = med(step(r, "vectors")["seconds"] for r in runs)
@@ -248,6 +257,9 @@ def main() -> None:
         "index_alone_seconds": index_s,
         "end_to_end_over_index_alone": e2e / index_s,
         "end_to_end_no_verify_seconds": unverified["seconds"],
+        "verify_seconds": verify_s,
+        "verify_over_migrate": verify_s / e2e,
+        "verify_all_ok": all(r["verify_ok"] for r in runs),
         "documents_per_second_incl_fts": n_docs / docs_s,
         "vectors_per_second_read_decode_write": n_vecs / vec_s,
         "vectors_step_wall_seconds": vec_wall,
@@ -286,6 +298,7 @@ def main() -> None:
         ("usearch alone, same index", f"{index_s:.1f} s"),
         ("end to end / index alone", f"{e2e / index_s:.3f}  (target <= 1.1)"),
         ("same, --no-verify (one run)", f"{unverified['seconds'] / index_s:.3f}"),
+        ("clawfs verify afterwards", f"{verify_s:.1f} s = {verify_s / e2e:.2f} x migrate  (target < 0.5)"),
         ("vectors read+decode+write", f"{n_vecs / vec_s:,.0f} /s  (target >= 20,000; excl. waiting for index)"),
         ("documents incl. FTS5", f"{n_docs / docs_s:,.0f} /s  (target >= 15,000)"),
         (

@@ -149,6 +149,12 @@ def migration_tables(report: MigrationReport, console: Console) -> None:
         console.print(f"note: {note}")
 
 
+def _search_figure(search: Any) -> str:
+    if search.check == "fts":
+        return f"full text: {search.queries} queries, top-10 overlap {search.figure:.2f}"
+    return f"vectors: {search.queries} queries, recall@10 {search.figure:.3f}"
+
+
 def verification_tables(report: VerificationReport, console: Console) -> None:
     """Like pgcopydb's `compare data`: a table per workspace, then one ERROR line per problem."""
     for ws in report.workspaces:
@@ -166,10 +172,8 @@ def verification_tables(report: VerificationReport, console: Console) -> None:
             )
         console.print(table)
         for search in ws.searches:
-            what = "top-10 overlap with PostgreSQL" if search.check == "fts" else "recall@10 against exact search"
             console.print(
-                f"  {search.check}: {search.queries} sampled queries, {what} {search.figure:.3f} "
-                f"(threshold {search.threshold}) {'ok' if search.ok else 'MISMATCH'}"
+                f"  {_search_figure(search)} (threshold {search.threshold}) {'ok' if search.ok else 'MISMATCH'}"
             )
     if report.identities_checked:
         console.print(f"identities: {report.identities_checked} checked")

@@ -471,6 +471,7 @@ class _Migration:
             seconds=seconds,
             verified=self.options.verify,
             run_id=self.run_id,
+            checks=tuple(self.verification),
         )
 
 

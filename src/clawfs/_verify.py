@@ -239,11 +239,13 @@ def gather_evidence(
     The exact top 10 of every sampled vector comes from one pass over the workspace's vectors in
     PostgreSQL (a full scan per query would cost seconds each on a large store); for a few of them
     pgvector's own exact search (index scans off) must agree, which ties the pass to pgvector."""
-    fts = []
-    for doc_id, content in source.sample_documents(workspace_id, sample) if sample else []:
-        words = query_words(content)
-        if words is not None:
-            fts.append((doc_id, words, tuple(source.fts_ranked(workspace_id, words))))
+    fts_queries = [
+        (doc_id, words)
+        for doc_id, content in (source.sample_documents(workspace_id, sample) if sample else [])
+        if (words := query_words(content)) is not None
+    ]
+    answers = source.fts_ranked_many(workspace_id, [words for _, words in fts_queries])
+    fts = [(doc_id, words, tuple(answer)) for (doc_id, words), answer in zip(fts_queries, answers, strict=True)]
     vectors: list[tuple[int, str, tuple[int, ...]]] = []
     disagrees: list[int] = []
     degenerate: list[int] = []

@@ -51,6 +51,7 @@ class MigrationReport:
     seconds: float
     verified: bool
     run_id: str = field(default="")
+    checks: tuple[Any, ...] = ()  # clawfs.WorkspaceCheck of each workspace, when verified
 
     def asdict(self) -> dict[str, Any]:
         data = asdict(self)

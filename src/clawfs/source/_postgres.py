@@ -388,15 +388,49 @@ class Source:
             )
         ]
 
-    def fts_ranked(self, workspace: str, text: str, limit: int = 10) -> list[int]:
-        """PostgreSQL's own full-text answer: plainto_tsquery('english'), ranked by ts_rank_cd."""
+    def fts_ranked_many(self, workspace: str, texts: Sequence[str], limit: int = 10) -> list[list[int]]:
+        """PostgreSQL's own full-text answers: plainto_tsquery('english'), ranked by ts_rank_cd, top `limit`.
+
+        With the draft's GIN index on to_tsvector('english', content), one indexed query per text;
+        without it, one scan answers all texts (a scan per text would cost seconds each)."""
+        if not texts:
+            return []
+        if self._has_fts_index():
+            return [
+                [
+                    int(r[0])
+                    for r in self._query(
+                        "SELECT id::int8 FROM documents, plainto_tsquery('english', %(q)s) q"
+                        " WHERE workspace_id = %(ws)s AND to_tsvector('english', content) @@ q"
+                        " ORDER BY ts_rank_cd(to_tsvector('english', content), q) DESC, id LIMIT %(limit)s",
+                        {"q": text, "ws": workspace, "limit": limit},
+                    )
+                ]
+                for text in texts
+            ]
         rows = self._query(
-            "SELECT id::int8 FROM documents, plainto_tsquery('english', %(q)s) q"
-            " WHERE workspace_id = %(ws)s AND to_tsvector('english', content) @@ q"
-            " ORDER BY ts_rank_cd(to_tsvector('english', content), q) DESC, id LIMIT %(limit)s",
-            {"q": text, "ws": workspace, "limit": limit},
+            "WITH q AS (SELECT n, plainto_tsquery('english', w) AS t FROM unnest(%(texts)s::text[])"
+            " WITH ORDINALITY AS u(w, n)),"
+            " d AS MATERIALIZED (SELECT id::int8 AS id, to_tsvector('english', content) AS tsv"
+            " FROM documents WHERE workspace_id = %(ws)s)"
+            " SELECT n, id FROM (SELECT q.n, d.id, row_number() OVER"
+            " (PARTITION BY q.n ORDER BY ts_rank_cd(d.tsv, q.t) DESC, d.id) AS r"
+            " FROM d JOIN q ON d.tsv @@ q.t) x WHERE r <= %(limit)s ORDER BY n, r",
+            {"texts": list(texts), "ws": workspace, "limit": limit},
         )
-        return [int(r[0]) for r in rows]
+        answers: list[list[int]] = [[] for _ in texts]
+        for n, doc_id in rows:
+            answers[int(n) - 1].append(int(doc_id))
+        return answers
+
+    def _has_fts_index(self) -> bool:
+        return bool(
+            self._query(
+                "SELECT 1 FROM pg_index i WHERE i.indrelid = 'documents'::regclass"
+                " AND pg_get_indexdef(i.indexrelid) ILIKE %s LIMIT 1",
+                ["%to_tsvector('english'::regconfig, content)%"],
+            )
+        )
 
     def sample_vectors(self, workspace: str, n: int) -> list[tuple[int, str]]:
         """A reproducible sample of (vector id, embedding as pgvector text), zero vectors left out."""
