@@ -30,7 +30,7 @@ _MOD = 1 << 64
 def field(value: str | int | None) -> bytes:
     if value is None:
         return b"-"
-    data = str(value).encode("utf-8")
+    data = str(value).encode("utf-8", "surrogateescape")  # text that is not UTF-8 (a damaged file) hashes too
     return b"%d:%b" % (len(data), data)
 
 

@@ -49,6 +49,7 @@ class LiveProgress:
         self.done: dict[str, int] = {}
         self.totals: dict[str, int | None] = {}
         self.started: dict[str, float] = {}
+        self.units: dict[str, str] = {}
         self.last_log = 0.0
         if self.interactive:
             self.bar = RichProgress(
@@ -64,14 +65,15 @@ class LiveProgress:
             )
             self.bar.start()
 
-    def start(self, step: str, total: int | None) -> None:
+    def start(self, step: str, total: int | None, unit: str = "rows") -> None:
+        self.units[step] = unit
         self.done[step] = 0
         self.totals[step] = total
         self.started[step] = time.monotonic()
         if self.bar is not None:
             self.tasks[step] = self.bar.add_task(step, total=total, rate="")
         else:
-            log.info("%s: started (%s rows)", step, total if total is not None else "?")
+            log.info("%s: started (%s %s)", step, total if total is not None else "?", unit)
 
     def advance(self, step: str, rows: int, nbytes: int = 0) -> None:
         self.done[step] = self.done.get(step, 0) + rows
@@ -83,12 +85,15 @@ class LiveProgress:
             self.last_log = time.monotonic()
             total = self.totals.get(step)
             eta = (total - self.done[step]) / rate if total and rate > 0 else None
+            unit = self.units.get(step, "rows")
             log.info(
-                "%s: %s/%s rows, %.0f rows/s%s",
+                "%s: %s/%s %s, %s %s/s%s",
                 step,
                 f"{self.done[step]:,}",
                 f"{total:,}" if total is not None else "?",
-                rate,
+                unit,
+                f"{rate:,.0f}" if rate >= 10 else f"{rate:.1f}",
+                unit,
                 f", ETA {eta:.0f} s" if eta is not None else "",
             )
 

@@ -462,7 +462,11 @@ def _vector_check(
             f"vectors: exact search over PostgreSQL's vectors disagrees with pgvector's for sampled vector(s) "
             f"{_some(evidence.exact_disagrees)}"
         )
-    ef_search = int(json.loads(meta.get("hnsw_ef_search", "50")))
+    try:
+        ef_search = int(json.loads(meta.get("hnsw_ef_search", "50")))
+    except (ValueError, TypeError):
+        errors.append(f"metadata: hnsw_ef_search is not a number: {meta.get('hnsw_ef_search')!r}")
+        ef_search = 50
     recalls = []
     left_out = set(evidence.degenerate)
     for _, text, exact in evidence.vectors:
@@ -545,7 +549,7 @@ def verify(
         if options.all_workspaces:
             on_disk = _workspaces_on_disk(layout)
             errors += [f"workspace {ws!r}: in the ClawFS root but not in PostgreSQL" for ws in on_disk - set(known)]
-        progress.start("verify", len(chosen))
+        progress.start("verify", len(chosen), unit="workspaces")
         for ws in chosen:
             db = options.sqlite_path or layout.workspace_db(ws)
             if not db.is_file():

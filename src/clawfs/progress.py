@@ -10,7 +10,7 @@ from typing import Protocol
 
 
 class Progress(Protocol):
-    def start(self, step: str, total: int | None) -> None: ...
+    def start(self, step: str, total: int | None, unit: str = "rows") -> None: ...
 
     def advance(self, step: str, rows: int, nbytes: int = 0) -> None: ...
 
@@ -18,7 +18,7 @@ class Progress(Protocol):
 
 
 class NullProgress:
-    def start(self, step: str, total: int | None) -> None:
+    def start(self, step: str, total: int | None, unit: str = "rows") -> None:
         pass
 
     def advance(self, step: str, rows: int, nbytes: int = 0) -> None:

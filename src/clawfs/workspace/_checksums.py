@@ -25,7 +25,10 @@ def _hashes(
             yield row[0], row_hash(document_canonical(*row))
     else:
         for id_, document_id, created_at, blob in cursor:
-            big_endian = np.frombuffer(blob, dtype="<f4").astype(">f4").tobytes()
+            if isinstance(blob, bytes) and len(blob) % 4 == 0:
+                big_endian = np.frombuffer(blob, dtype="<f4").astype(">f4").tobytes()
+            else:  # not a float32 array at all: hash what is there, so the row shows up as different
+                big_endian = str(blob).encode("utf-8", "surrogateescape")
             yield id_, row_hash(vector_canonical(id_, document_id, created_at, big_endian))
 
 

@@ -43,6 +43,8 @@ class WorkspaceFiles:
         self.index_path = index_path or index_path_for(db_path)
         try:
             self.db = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
+            # a damaged file may hold text that is not UTF-8: read it anyway, so it can be reported
+            self.db.text_factory = lambda raw: raw.decode("utf-8", "surrogateescape")
             self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except sqlite3.Error as e:
             raise WorkspaceError(f"{db_path} is not a readable SQLite database: {e}") from None
