@@ -40,6 +40,7 @@ from usearch.index import Index
 
 from clawfs.demo import start_embedded_postgres
 from clawfs.source import Source, fill_sample_store
+from clawfs.source._sample import SAMPLE_VERSION
 from clawfs.workspace import DEFAULT_DTYPE
 
 HERE = Path(__file__).resolve().parent
@@ -80,6 +81,13 @@ def ensure_store(server_url: str, name: str, documents: int) -> str:
     with psycopg.connect(url, autocommit=True) as conn:
         ready = conn.execute("SELECT to_regclass('documents') IS NOT NULL").fetchone()
         count = conn.execute("SELECT count(*) FROM documents").fetchone()[0] if ready and ready[0] else 0  # type: ignore[index]
+        version = (
+            conn.execute("SELECT value::text FROM metadata WHERE key = 'sample_version'").fetchone()
+            if ready and ready[0]
+            else None
+        )
+    if version is None or version[0] != str(SAMPLE_VERSION):
+        count = -1  # built by another version of the sample generator
     if count == documents:  # stores built before the sample store had the draft's GIN index
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(

@@ -299,7 +299,7 @@ def test_an_honest_copy_passes_with_tables_figures_and_no_error(
         assert searches["fts"]["ok"] and searches["vector"]["ok"]
         assert searches["fts"]["queries"] == DOCUMENTS_PER_WORKSPACE  # --sample 100 covers them all
         assert searches["vector"]["queries"] == min(100, vector_counts[wid])
-        assert 0.3 <= searches["fts"]["figure"] <= 1.0
+        assert 0.8 <= searches["fts"]["figure"] <= 1.0
         assert 0.95 <= searches["vector"]["figure"] <= 1.0
 
     assert again.code == 0
@@ -795,7 +795,7 @@ def test_sample_0_skips_the_searches_but_still_catches_table_damage(
     [
         ["--all-workspaces", "--min-recall", "1.01"],
         ["--all-workspaces", "--min-recall", "-0.5"],
-        ["--all-workspaces", "--min-fts-overlap", "1.5"],
+        ["--all-workspaces", "--min-fts-recall", "1.5"],
         ["--all-workspaces", "--sample", "-1"],
         ["--all-workspaces", "--workspace-id", "default"],
         [],

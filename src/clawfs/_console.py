@@ -148,6 +148,10 @@ def migration_tables(report: MigrationReport, console: Console) -> None:
         f"verified: {'yes' if report.verified else 'no (--no-verify)'}; source {report.source}, "
         f"snapshot at WAL {report.snapshot.get('wal_lsn')}"
     )
+    for check in report.checks:
+        figures = "; ".join(_search_figure(s) for s in check.searches) or "no sampled searches"
+        tables = ", ".join(f"{t.table} checksum {t.workspace_checksum}" for t in check.tables)
+        console.print(f"  {check.workspace_id}: {tables}; {figures}", markup=False, highlight=False)
     for skipped in report.skipped:
         console.print(f"SKIPPED {skipped.table} id={skipped.id}: {skipped.reason}")
     for note in report.notes:
@@ -156,7 +160,10 @@ def migration_tables(report: MigrationReport, console: Console) -> None:
 
 def _search_figure(search: Any) -> str:
     if search.check == "fts":
-        return f"full text: {search.queries} queries, top-10 overlap {search.figure:.2f}"
+        return (
+            f"full text: {search.queries} queries, finds {search.figure:.3f} of PostgreSQL's top 10 "
+            f"(top-10 overlap {search.top10_overlap:.2f})"
+        )
     return f"vectors: {search.queries} queries, recall@10 {search.figure:.3f}"
 
 

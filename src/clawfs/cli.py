@@ -170,11 +170,11 @@ def migrate_command(
 )
 @click.option("--min-recall", type=float, default=0.95, show_default=True, help="Lowest passing HNSW recall@10.")
 @click.option(
-    "--min-fts-overlap",
+    "--min-fts-recall",
     type=float,
-    default=0.3,
+    default=0.8,
     show_default=True,
-    help="Lowest passing mean top-10 overlap of FTS5 with PostgreSQL full text.",
+    help="Lowest passing share of PostgreSQL's top-10 full-text matches that FTS5 also finds.",
 )
 @click.option("--no-identities", is_flag=True, help="Do not check agent identity files.")
 @common_options
@@ -185,7 +185,7 @@ def verify_command(
     sqlite_path: Path | None,
     sample: int,
     min_recall: float,
-    min_fts_overlap: float,
+    min_fts_recall: float,
     no_identities: bool,
     verbose: bool,
     as_json: bool,
@@ -199,7 +199,7 @@ def verify_command(
         sqlite_path=sqlite_path,
         sample=sample,
         min_recall=min_recall,
-        min_fts_overlap=min_fts_overlap,
+        min_fts_recall=min_fts_recall,
         identities=not no_identities,
     )
     progress = LiveProgress(sys.stderr)

@@ -1,7 +1,9 @@
 """A synthetic IronClaw store for the demo and the benchmarks (never used by migrate or verify).
 
 Documents are sentences drawn from topic vocabularies, so full-text queries have real answers; each
-document's embeddings lie near its topic's centre (clustered, like real embeddings). Everything is
+document's embeddings lie near one of its topic's centres, spread along a few dozen directions with
+decaying weight (like real embeddings, which cluster and have a low intrinsic dimension: isotropic
+noise in 1536 dimensions would make all neighbours nearly equidistant). Everything is
 loaded with COPY BINARY, so 100k documents with 1536-dimensional vectors load in seconds.
 """
 
@@ -23,6 +25,8 @@ TOPICS = {
     "search": "vector embedding similarity cosine hnsw recall ranking bm25 token stemming query",
     "agents": "agent memory checkpoint task planner tool heuristic reflection goal context episode",
 }
+SAMPLE_VERSION = 2  # recorded in metadata (`sample_version`): stores of another version are rebuilt
+SPREAD_DIRECTIONS = 48
 FILLER = [
     "the",
     "a",
@@ -93,6 +97,9 @@ def fill_sample_store(
     vocab = [TOPICS[t].split() for t in topic_names]
     topic_of = rng.integers(0, len(topic_names), documents)
     centres = rng.normal(size=(len(topic_names) * 8, dimension)).astype(np.float32)
+    spread = (
+        rng.normal(size=(SPREAD_DIRECTIONS, dimension)) / np.sqrt(1 + np.arange(SPREAD_DIRECTIONS))[:, None]
+    ).astype(np.float32)
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
@@ -154,16 +161,17 @@ def fill_sample_store(
                     rows["doc"] = chunk
                     rows["dim"] = dimension
                     cluster = topic_of[chunk - 1] * 8 + rng.integers(0, 8, len(chunk))
-                    noise = rng.normal(scale=0.35, size=(len(chunk), dimension)).astype(np.float32)
-                    rows["emb"] = centres[cluster] + noise
+                    offsets = rng.normal(size=(len(chunk), SPREAD_DIRECTIONS)).astype(np.float32) @ spread
+                    noise = rng.normal(scale=0.02, size=(len(chunk), dimension)).astype(np.float32)
+                    rows["emb"] = centres[cluster] + offsets + noise
                     copy.write(rows.tobytes())
                 copy.write(b"\xff\xff")
             conn.execute("SELECT setval('documents_id_seq', %s)", [documents])
             conn.execute("SELECT setval('vectors_id_seq', %s)", [max(total, 1)])
             conn.execute(
                 "INSERT INTO metadata VALUES ('vector_dimension', %s), ('embedding_model', '\"sample-clusters\"'),"
-                " ('ivfflat_lists', '100')",
-                [str(dimension)],
+                " ('ivfflat_lists', '100'), ('sample_version', %s)",
+                [str(dimension), str(SAMPLE_VERSION)],
             )
             for n in range(identities):
                 conn.execute(

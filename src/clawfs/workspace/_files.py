@@ -102,6 +102,17 @@ class WorkspaceFiles:
         ).fetchone()
         return row is not None
 
+    def fts_matching(self, text: str, document_ids: Sequence[int]) -> int:
+        """How many of the given documents the query matches."""
+        query = fts_query(text)
+        if query is None or not document_ids:
+            return 0
+        marks = ",".join("?" * len(document_ids))
+        row = self.db.execute(
+            f"SELECT count(*) FROM documents WHERE documents MATCH ? AND rowid IN ({marks})", (query, *document_ids)
+        ).fetchone()
+        return int(row[0])
+
     def index_file(self) -> IndexFile:
         path = self.index_path
         if not path.is_file():
