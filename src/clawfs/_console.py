@@ -160,10 +160,8 @@ def migration_tables(report: MigrationReport, console: Console) -> None:
 
 def _search_figure(search: Any) -> str:
     if search.check == "fts":
-        return (
-            f"full text: {search.queries} queries, finds {search.figure:.3f} of PostgreSQL's top 10 "
-            f"(top-10 overlap {search.top10_overlap:.2f})"
-        )
+        overlap = f", top-10 overlap {search.top10_overlap:.2f}" if search.top10_overlap is not None else ""
+        return f"full text: {search.queries} queries, finds {search.figure:.3f} of PostgreSQL's matches{overlap}"
     return f"vectors: {search.queries} queries, recall@10 {search.figure:.3f}"
 
 

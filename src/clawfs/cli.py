@@ -174,7 +174,7 @@ def migrate_command(
     type=float,
     default=0.8,
     show_default=True,
-    help="Lowest passing share of PostgreSQL's top-10 full-text matches that FTS5 also finds.",
+    help="Lowest passing share of PostgreSQL's full-text matches that FTS5 also finds.",
 )
 @click.option("--no-identities", is_flag=True, help="Do not check agent identity files.")
 @common_options

@@ -388,21 +388,24 @@ class Source:
             )
         ]
 
-    def fts_ranked_many(self, workspace: str, texts: Sequence[str], limit: int = 10) -> list[list[int]]:
-        """PostgreSQL's own full-text answers: plainto_tsquery('english'), ranked by ts_rank_cd, top `limit`.
+    def fts_answers(self, workspace: str, texts: Sequence[str], ranked: bool, limit: int = 10) -> list[list[int]]:
+        """PostgreSQL's own full-text answers to plainto_tsquery('english', text): with `ranked`, the top
+        `limit` by ts_rank_cd; without, the first `limit` matching ids (cheap: no ranking of every match).
 
         With the draft's GIN index on to_tsvector('english', content), one indexed query per text;
         without it, one scan answers all texts (a scan per text would cost seconds each)."""
         if not texts:
             return []
+        order = "ts_rank_cd({tsv}, q.t) DESC, id" if ranked else "id"
         if self._has_fts_index():
+            indexed_order = order.format(tsv="to_tsvector('english', content)")
             return [
                 [
                     int(r[0])
                     for r in self._query(
-                        "SELECT id::int8 FROM documents, plainto_tsquery('english', %(q)s) q"
-                        " WHERE workspace_id = %(ws)s AND to_tsvector('english', content) @@ q"
-                        " ORDER BY ts_rank_cd(to_tsvector('english', content), q) DESC, id LIMIT %(limit)s",
+                        "SELECT id::int8 FROM documents, (SELECT plainto_tsquery('english', %(q)s) AS t) q"
+                        " WHERE workspace_id = %(ws)s AND to_tsvector('english', content) @@ q.t"
+                        f" ORDER BY {indexed_order} LIMIT %(limit)s",
                         {"q": text, "ws": workspace, "limit": limit},
                     )
                 ]
@@ -414,7 +417,7 @@ class Source:
             " d AS MATERIALIZED (SELECT id::int8 AS id, to_tsvector('english', content) AS tsv"
             " FROM documents WHERE workspace_id = %(ws)s)"
             " SELECT n, id FROM (SELECT q.n, d.id, row_number() OVER"
-            " (PARTITION BY q.n ORDER BY ts_rank_cd(d.tsv, q.t) DESC, d.id) AS r"
+            f" (PARTITION BY q.n ORDER BY {order.format(tsv='d.tsv')}) AS r"
             " FROM d JOIN q ON d.tsv @@ q.t) x WHERE r <= %(limit)s ORDER BY n, r",
             {"texts": list(texts), "ws": workspace, "limit": limit},
         )
@@ -433,12 +436,15 @@ class Source:
         )
 
     def sample_vectors(self, workspace: str, n: int) -> list[tuple[int, str]]:
-        """A reproducible sample of (vector id, embedding as pgvector text), zero vectors left out."""
+        """A reproducible sample of (vector id, embedding as pgvector text), zero vectors left out.
+        Ids are drawn first (by md5(id)), so only the drawn embeddings are read."""
         rows = self._query(
-            "SELECT v.id::int8, v.embedding::vector::text FROM vectors v JOIN documents d ON d.id = v.document_id"
-            " WHERE d.workspace_id = %s AND vector_dims(v.embedding::vector) = %s"
-            " AND vector_norm(v.embedding::vector) > 0 ORDER BY md5(v.id::text) LIMIT %s",
-            [workspace, self.info.dimension, n],
+            "WITH drawn AS (SELECT v.id FROM vectors v JOIN documents d ON d.id = v.document_id"
+            " WHERE d.workspace_id = %(ws)s ORDER BY md5(v.id::text) LIMIT %(draw)s)"
+            " SELECT v.id::int8, v.embedding::vector::text FROM vectors v JOIN drawn USING (id)"
+            " WHERE vector_dims(v.embedding::vector) = %(dim)s AND vector_norm(v.embedding::vector) > 0"
+            " ORDER BY md5(v.id::text) LIMIT %(n)s",
+            {"ws": workspace, "draw": 2 * n + 10, "dim": self.info.dimension, "n": n},
         )
         return [(int(i), t) for i, t in rows]
 
