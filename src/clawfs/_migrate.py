@@ -23,7 +23,15 @@ from typing import Any
 from ._checksum import FORM as CHECKSUM_FORM
 from ._checksum import RangeSum, total
 from ._values import encode_id, redact_url, scrub, url_password
-from ._verify import CHECKSUM_TABLES, SourceEvidence, VerifyOptions, WorkspaceCheck, check_workspace, gather_evidence
+from ._verify import (
+    CHECKSUM_TABLES,
+    SourceEvidence,
+    VerifyOptions,
+    WorkspaceCheck,
+    check_selection,
+    check_workspace,
+    gather_evidence,
+)
 from .audit import AuditLog
 from .errors import BadRowError, ClawfsError, StepFailed, UsageError, VerificationError, WorkspaceError
 from .progress import NULL_PROGRESS, Progress
@@ -67,10 +75,7 @@ class MigrateOptions:
     min_recall: float = 0.95
 
     def __post_init__(self) -> None:
-        if bool(self.workspaces) == self.all_workspaces:
-            raise UsageError("name the workspaces to migrate (--workspace-id ID ...) or give --all-workspaces")
-        if self.sqlite_path is not None and (self.all_workspaces or len(self.workspaces) != 1):
-            raise UsageError("--sqlite-path names one database file: use it with exactly one --workspace-id")
+        check_selection("migrate", self.workspaces, self.all_workspaces, self.sqlite_path)
         if self.batch_size < 1:
             raise UsageError("--batch-size must be at least 1")
         if self.on_bad_row not in BAD_ROW_POLICIES:

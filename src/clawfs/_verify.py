@@ -82,6 +82,14 @@ _STOP = frozenset(
 )
 
 
+def check_selection(verb: str, workspaces: Sequence[str], all_workspaces: bool, sqlite_path: Path | None) -> None:
+    """The workspace choice every command shares: ids or --all-workspaces, and --sqlite-path for one."""
+    if bool(workspaces) == all_workspaces:
+        raise UsageError(f"name the workspaces to {verb} (--workspace-id ID ...) or give --all-workspaces")
+    if sqlite_path is not None and (all_workspaces or len(workspaces) != 1):
+        raise UsageError("--sqlite-path names one database file: use it with exactly one --workspace-id")
+
+
 @dataclass(frozen=True)
 class VerifyOptions:
     workspaces: tuple[str, ...] = ()
@@ -93,10 +101,7 @@ class VerifyOptions:
     identities: bool = True
 
     def __post_init__(self) -> None:
-        if bool(self.workspaces) == self.all_workspaces:
-            raise UsageError("name the workspaces to verify (--workspace-id ID ...) or give --all-workspaces")
-        if self.sqlite_path is not None and (self.all_workspaces or len(self.workspaces) != 1):
-            raise UsageError("--sqlite-path names one database file: use it with exactly one --workspace-id")
+        check_selection("verify", self.workspaces, self.all_workspaces, self.sqlite_path)
         if self.sample < 0:
             raise UsageError("--sample must be 0 or more")
         if not 0 <= self.min_recall <= 1 or not 0 <= self.min_fts_recall <= 1:
