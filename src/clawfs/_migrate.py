@@ -9,7 +9,6 @@ removes what the run built and leaves PostgreSQL and any existing workspace as t
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import uuid
@@ -318,7 +317,7 @@ class _Migration:
         nbytes = 0
         for builder in self.builders:
             stamp = builder.save_index()
-            builder.write_metadata(metadata_entries({"hnsw_index": json.loads(stamp.to_json())}))
+            builder.write_metadata(metadata_entries({"hnsw_index": stamp.as_dict()}))
             nbytes += stamp.bytes
             self.progress.advance("index", builder.vectors)
         return vectors, nbytes

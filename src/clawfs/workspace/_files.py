@@ -21,7 +21,7 @@ from ..errors import WorkspaceError
 from ._checksums import range_checksums, row_hashes
 from ._index import file_sha256
 from ._layout import index_path_for
-from ._workspace import fts_query
+from ._workspace import fts_query, open_read_only, ranked_matches
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class WorkspaceFiles:
         self.db_path = db_path
         self.index_path = index_path or index_path_for(db_path)
         try:
-            self.db = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
+            self.db = open_read_only(db_path)
             # a damaged file may hold text that is not UTF-8: read it anyway, so it can be reported
             self.db.text_factory = lambda raw: raw.decode("utf-8", "surrogateescape")
             self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()
@@ -85,22 +85,10 @@ class WorkspaceFiles:
             db.close()
 
     def fts_ranked(self, text: str, limit: int = 10) -> list[int]:
-        query = fts_query(text)
-        if query is None:
-            return []
-        rows = self.db.execute(
-            "SELECT rowid FROM documents WHERE documents MATCH ? ORDER BY rank LIMIT ?", (query, limit)
-        )
-        return [int(r[0]) for r in rows]
+        return [doc_id for doc_id, _ in ranked_matches(self.db, text, limit)]
 
     def fts_finds(self, text: str, document_id: int) -> bool:
-        query = fts_query(text)
-        if query is None:
-            return False
-        row = self.db.execute(
-            "SELECT 1 FROM documents WHERE documents MATCH ? AND rowid = ?", (query, document_id)
-        ).fetchone()
-        return row is not None
+        return self.fts_matching(text, [document_id]) == 1
 
     def fts_matching(self, text: str, document_ids: Sequence[int]) -> int:
         """How many of the given documents the query matches."""

@@ -7,7 +7,6 @@ pipeline goes on reading and writing; a bounded queue keeps memory flat however 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import queue
 import threading
@@ -79,12 +78,8 @@ class IndexStamp:
     bytes: int
     sha256: str
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> IndexStamp:
-        return cls(**json.loads(text))
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def file_sha256(path: Path) -> str:

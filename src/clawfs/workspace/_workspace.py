@@ -45,6 +45,23 @@ def fts_query(text: str) -> str | None:
     return " ".join('"' + word.replace('"', '""') + '"' for word in words)
 
 
+def open_read_only(db_path: Path) -> sqlite3.Connection:
+    """A read-only connection, by URI with the path percent-encoded (workspace directories contain '%')."""
+    return sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+
+
+def ranked_matches(db: sqlite3.Connection, text: str, limit: int) -> list[tuple[int, float]]:
+    """Full-text search of user text: (document id, -bm25), best first; never an FTS5 syntax error."""
+    query = fts_query(text)
+    if query is None:
+        return []
+    rows = db.execute(
+        "SELECT rowid, -bm25(documents) FROM documents WHERE documents MATCH ? ORDER BY rank LIMIT ?",
+        (query, limit),
+    ).fetchall()
+    return [(int(r[0]), float(r[1])) for r in rows]
+
+
 class Workspace:
     """Open with `Workspace.open(root, workspace_id)` or `Workspace.open(path_to_workspace_db)`."""
 
@@ -53,8 +70,7 @@ class Workspace:
             raise WorkspaceError(f"no workspace database at {db_path}")
         self.path = db_path
         try:
-            # as a URI with the path percent-encoded: workspace directories contain '%' themselves
-            self.db = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+            self.db = open_read_only(db_path)
             self.metadata: dict[str, Any] = {
                 k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM metadata")
             }
@@ -86,7 +102,7 @@ class Workspace:
         """The HNSW index, memory-mapped; refused when it does not match what metadata records."""
         if self._index is None:
             path = index_path_for(self.path)
-            stamp = IndexStamp.from_json(json.dumps(self.metadata.get("hnsw_index", {})))
+            stamp = IndexStamp(**self.metadata.get("hnsw_index", {}))
             (count,) = self.db.execute("SELECT count(*) FROM vectors").fetchone()
             if not path.is_file():
                 raise WorkspaceError(f"the HNSW index {path} is missing; rebuild it from the vectors table")
@@ -129,14 +145,7 @@ class Workspace:
         raise UsageError("search needs text, a vector, or both")
 
     def _fts(self, text: str, limit: int) -> list[tuple[int, float]]:
-        query = fts_query(text)
-        if query is None:
-            return []
-        rows = self.db.execute(
-            "SELECT rowid, -bm25(documents) FROM documents WHERE documents MATCH ? ORDER BY rank LIMIT ?",
-            (query, limit),
-        ).fetchall()
-        return [(int(r[0]), float(r[1])) for r in rows]
+        return ranked_matches(self.db, text, limit)
 
     def _vector(self, vector: Sequence[float], limit: int) -> list[tuple[int, float]]:
         query = np.asarray(vector, dtype=np.float32)
