@@ -25,6 +25,7 @@ from ._values import encode_id, redact_url, scrub, url_password
 from ._verify import (
     CHECKSUM_TABLES,
     SourceEvidence,
+    VectorSample,
     VerifyOptions,
     WorkspaceCheck,
     check_selection,
@@ -120,6 +121,7 @@ class _Migration:
         self.checksums: dict[str, dict[str, dict[int, RangeSum]]] = {}
         self.background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clawfs-verify")
         self.evidence: Future[dict[str, SourceEvidence]] = Future()
+        self.vector_samples: list[VectorSample] = []  # per builder: verification's exact neighbours, fed by the copy
         self.verification: list[WorkspaceCheck] = []
         self.worker: IndexWorker | None = None
 
@@ -225,6 +227,8 @@ class _Migration:
         for ws, target in zip(self.workspaces, targets, strict=True):
             check_target_free(target, self.options.replace, ws)
         self._remove_abandoned_runs()
+        if self.options.verify:
+            self.vector_samples = [VectorSample.draw(self.source, ws, self.options.sample) for ws in self.workspaces]
         self.worker = IndexWorker()
         for ws, target in zip(self.workspaces, targets, strict=True):
             build_dir = (
@@ -297,6 +301,8 @@ class _Migration:
                 ids, docs, embeddings = ids[keep], docs[keep], embeddings[keep]
                 created = [created[i] for i in keep]
             self.builders[batch.workspace].add_vectors(ids, docs, embeddings, created)
+            if self.vector_samples:
+                self.vector_samples[batch.workspace].add(ids, embeddings)
             rows += len(ids)
             self.progress.advance("vectors", len(ids), embeddings.nbytes)
         return rows, self.source.vector_bytes_read if self.source.info.dimension else 0
@@ -330,9 +336,14 @@ class _Migration:
         sample = self.options.sample
         skipped = {s.id for s in self.skipped if s.table == "vectors"}
 
+        samples = self.vector_samples
+
         def gather() -> dict[str, SourceEvidence]:
             with Source(self.pg_url, snapshot=snapshot) as other:
-                return {ws: gather_evidence(other, ws, sample, skipped) for ws in workspaces}
+                return {
+                    ws: gather_evidence(other, ws, sample, skipped, vector_sample)
+                    for ws, vector_sample in zip(workspaces, samples, strict=True)
+                }
 
         self.evidence = self.background.submit(gather)
 

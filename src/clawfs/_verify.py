@@ -22,6 +22,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from functools import partial
@@ -207,48 +208,108 @@ def usable(norms: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
     return np.isfinite(norms) & (norms > NORM_RANGE[0]) & (norms < NORM_RANGE[1])
 
 
+class ExactTopK:
+    """Exact cosine top-k of each query over (ids, vectors) batches fed to `add`, in constant memory.
+    Vectors without a usable direction never rank (their ids are kept in `degenerate`).
+    Ties are broken by id, as `ORDER BY distance, id` does."""
+
+    def __init__(self, queries: npt.NDArray[np.float32], k: int = 10) -> None:
+        queries64 = queries.astype(np.float64)  # float64: squares of large float32 values overflow float32
+        self.unit_queries = queries64 / np.linalg.norm(queries64, axis=1, keepdims=True)
+        self.k = k
+        self.best_d = np.full((len(queries), 0), np.inf)
+        self.best_i = np.zeros((len(queries), 0), dtype=np.int64)
+        self.degenerate: list[int] = []
+
+    def add(self, ids: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32]) -> None:
+        if not len(ids):
+            return
+        vectors64 = vectors.astype(np.float64)
+        norms = np.linalg.norm(vectors64, axis=1)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            distances = 1.0 - (self.unit_queries @ vectors64.T) / norms
+        bad = ~usable(norms)
+        if bad.any():
+            self.degenerate.extend(int(i) for i in ids[bad])
+        distances[:, bad] = np.inf
+        distances[~np.isfinite(distances)] = np.inf
+        all_d = np.concatenate([self.best_d, distances], axis=1)
+        all_i = np.concatenate([self.best_i, np.broadcast_to(ids, distances.shape)], axis=1)
+        order = np.lexsort((all_i, all_d), axis=1)[:, : self.k]
+        self.best_d = np.take_along_axis(all_d, order, axis=1)
+        self.best_i = np.take_along_axis(all_i, order, axis=1)
+
+    def result(self) -> list[tuple[list[int], list[float]]]:
+        """Per query: (ids, distances), best first."""
+        return [
+            ([int(i) for i, d in zip(ids, ds, strict=True) if np.isfinite(d)], [float(d) for d in ds if np.isfinite(d)])
+            for ids, ds in zip(self.best_i, self.best_d, strict=True)
+        ]
+
+
 def exact_top_k(
     batches: Iterable[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]],
     queries: npt.NDArray[np.float32],
     k: int = 10,
     degenerate: list[int] | None = None,
 ) -> list[tuple[list[int], list[float]]]:
-    """Exact cosine top-k of each query over streamed (ids, vectors) batches, in constant memory.
-    Vectors without a usable direction never rank (their ids are appended to `degenerate`).
-    Ties are broken by id, as `ORDER BY distance, id` does."""
-    queries64 = queries.astype(np.float64)  # float64: squares of large float32 values overflow float32
-    unit_queries = queries64 / np.linalg.norm(queries64, axis=1, keepdims=True)
-    best_d = np.full((len(queries), 0), np.inf)
-    best_i = np.zeros((len(queries), 0), dtype=np.int64)
+    """`ExactTopK` over an iterable of batches; degenerate vector ids are appended to `degenerate`."""
+    top = ExactTopK(queries, k)
     for ids, vectors in batches:
-        vectors64 = vectors.astype(np.float64)
-        norms = np.linalg.norm(vectors64, axis=1)
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            distances = 1.0 - (unit_queries @ vectors64.T) / norms
-        bad = ~usable(norms)
-        if degenerate is not None and bad.any():
-            degenerate.extend(int(i) for i in ids[bad])
-        distances[:, bad] = np.inf
-        distances[~np.isfinite(distances)] = np.inf
-        all_d = np.concatenate([best_d, distances], axis=1)
-        all_i = np.concatenate([best_i, np.broadcast_to(ids, distances.shape)], axis=1)
-        order = np.lexsort((all_i, all_d), axis=1)[:, :k]
-        best_d = np.take_along_axis(all_d, order, axis=1)
-        best_i = np.take_along_axis(all_i, order, axis=1)
-    return [
-        ([int(i) for i, d in zip(ids, ds, strict=True) if np.isfinite(d)], [float(d) for d in ds if np.isfinite(d)])
-        for ids, ds in zip(best_i, best_d, strict=True)
-    ]
+        top.add(ids, vectors)
+    if degenerate is not None:
+        degenerate.extend(top.degenerate)
+    return top.result()
+
+
+@dataclass
+class VectorSample:
+    """Sampled vectors of one workspace and their exact neighbours among all of its vectors.
+
+    `verify` feeds it by reading PostgreSQL's vectors once more; `migrate` feeds it the batches it
+    copies as they stream by (the same bytes, read once)."""
+
+    sampled: list[tuple[int, str]]  # vector id, embedding as pgvector text
+    top: ExactTopK | None
+
+    @classmethod
+    def draw(cls, source: Source, workspace_id: str, sample: int, skipped: Collection[int] = ()) -> VectorSample:
+        sampled = [
+            (vector_id, text)
+            for vector_id, text in source.sample_vectors(workspace_id, sample + len(skipped))
+            if vector_id not in skipped
+            and usable(np.array([np.linalg.norm(np.asarray(json.loads(text), dtype=np.float64))]))[0]
+        ][:sample]
+        queries = np.asarray([json.loads(text) for _, text in sampled], dtype=np.float32)
+        return cls(sampled, ExactTopK(queries) if sampled else None)
+
+    def add(self, ids: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32]) -> None:
+        if self.top is not None:
+            self.top.add(ids, vectors)
+
+    def read_all(self, source: Source, workspace_id: str, skipped: Collection[int] = ()) -> None:
+        """Feed every vector of the workspace in PostgreSQL (skipped ones left out)."""
+        if self.top is None:
+            return
+        left_out = list(skipped)
+        for b in source.read_vectors([workspace_id], 4096, lambda error: None, include_orphans=False):
+            keep = ~np.isin(b.ids, left_out)
+            self.add(b.ids[keep], b.embeddings[keep])
 
 
 def gather_evidence(
-    source: Source, workspace_id: str, sample: int, skipped_vectors: Collection[int] = ()
+    source: Source,
+    workspace_id: str,
+    sample: int,
+    skipped_vectors: Collection[int] = (),
+    vector_sample: VectorSample | None = None,
 ) -> SourceEvidence:
     """PostgreSQL's side; vectors skipped on purpose (--on-bad-row skip) are left out of the search check.
 
-    The exact top 10 of every sampled vector comes from one pass over the workspace's vectors in
-    PostgreSQL (a full scan per query would cost seconds each on a large store); for a few of them
-    pgvector's own exact search (index scans off) must agree, which ties the pass to pgvector."""
+    The exact top 10 of every sampled vector comes from one pass over the workspace's vectors (a full
+    scan per query would cost seconds each on a large store): `vector_sample` when the caller already
+    made that pass, else a read of PostgreSQL's vectors here. For a few of them pgvector's own exact
+    search must agree, which ties the pass to pgvector."""
     fts_queries = [
         (doc_id, words)
         for doc_id, content in (source.sample_documents(workspace_id, sample) if sample else [])
@@ -264,30 +325,22 @@ def gather_evidence(
     ]
     vectors: list[tuple[int, str, tuple[int, ...]]] = []
     disagrees: list[int] = []
-    degenerate: list[int] = []
-    extra = len(skipped_vectors)
-    sampled = [
-        (vector_id, text)
-        for vector_id, text in source.sample_vectors(workspace_id, sample + extra)
-        if vector_id not in skipped_vectors
-        and usable(np.array([np.linalg.norm(np.asarray(json.loads(text), dtype=np.float64))]))[0]
-    ][:sample]
-    if sampled:
-        queries = np.asarray([json.loads(text) for _, text in sampled], dtype=np.float32)
-        batches = (
-            (b.ids[keep], b.embeddings[keep])
-            for b in source.read_vectors([workspace_id], 4096, lambda error: None, include_orphans=False)
-            if (keep := ~np.isin(b.ids, list(skipped_vectors))).any()
-        )
-        truth = exact_top_k(batches, queries, degenerate=degenerate)
+    if vector_sample is None:
+        vector_sample = VectorSample.draw(source, workspace_id, sample, skipped_vectors)
+        vector_sample.read_all(source, workspace_id, skipped_vectors)
+    sampled, top = vector_sample.sampled, vector_sample.top
+    degenerate = top.degenerate if top is not None else []
+    if top is not None:
+        truth = top.result()
         left_out = set(skipped_vectors) | set(degenerate)
-        for n, ((vector_id, text), (ids, distances)) in enumerate(zip(sampled, truth, strict=True)):
+        checked = sampled[:PGVECTOR_CROSS_CHECKS]
+        pgvector = source.exact_neighbours(workspace_id, [text for _, text in checked], 10 + len(left_out))
+        for (vector_id, text), (ids, _) in zip(sampled, truth, strict=True):
             vectors.append((vector_id, text, tuple(ids)))
-            if n < PGVECTOR_CROSS_CHECKS:
-                pgvector = source.exact_neighbours(workspace_id, text, 10 + len(left_out))
-                theirs = [i for i in pgvector if i not in left_out]
-                if not _same_neighbours(theirs[: len(ids)], ids, distances):
-                    disagrees.append(vector_id)
+        for (vector_id, _), (ids, distances), answer in zip(checked, truth, pgvector, strict=False):
+            theirs = [i for i in answer if i not in left_out]
+            if not _same_neighbours(theirs[: len(ids)], ids, distances):
+                disagrees.append(vector_id)
     return SourceEvidence(
         checksums={t: source.range_checksums(t, workspace_id) for t in CHECKSUM_TABLES},
         metadata=dict(source.read_metadata()),
@@ -378,10 +431,7 @@ def check_workspace(
         )
         tables.append(result)
         errors += result.problems()
-    dimension = source.info.dimension
-    sizes = files.embedding_sizes()
-    if sizes and sizes != [4 * (dimension or 0)]:
-        errors.append(f"vectors: embeddings of {sizes} bytes, expected {4 * (dimension or 0)} (dimension {dimension})")
+    # An embedding of the wrong size cannot match PostgreSQL's row checksum: the comparison above names it.
     if (problem := files.fts_integrity()) is not None:
         errors.append(f"fts: FTS5 integrity-check failed: {problem}")
     errors += _check_index(files, meta)
@@ -585,10 +635,13 @@ def verify(
                 continue
             if ws not in known:
                 errors.append(f"workspace {ws!r}: PostgreSQL has no documents for it")
-            evidence = gather_evidence(source, ws, options.sample)
             files = WorkspaceFiles(db)
             try:
-                check = check_workspace(source, evidence, files, ws, options)
+                # the file's checksums are computed here while PostgreSQL computes its side
+                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="clawfs-checksums") as pool:
+                    ours = pool.submit(_file_checksums, files)
+                    evidence = gather_evidence(source, ws, options.sample)
+                check = check_workspace(source, evidence, files, ws, options, ours.result())
             finally:
                 files.close()
             checks.append(check)
@@ -608,6 +661,10 @@ def verify(
         errors=tuple(errors),
         seconds=time.perf_counter() - started,
     )
+
+
+def _file_checksums(files: WorkspaceFiles) -> dict[str, dict[int, RangeSum]]:
+    return {table: files.range_checksums(table) for table in CHECKSUM_TABLES}
 
 
 def _workspaces_on_disk(layout: Layout) -> set[str]:

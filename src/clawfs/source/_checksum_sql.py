@@ -39,7 +39,7 @@ FROM documents d, LATERAL (SELECT
     convert_to(d.workspace_id, 'UTF8') AS w,
     convert_to(d.content, 'UTF8') AS c,
     convert_to(d.metadata::text, 'UTF8') AS m,
-    convert_to({timestamp_text("d.created_at::timestamptz")}, 'UTF8') AS t) b
+    convert_to({timestamp_text("d.created_at::timestamptz")}, 'UTF8') AS t OFFSET 0) b
 WHERE d.workspace_id = %(workspace)s
 """
 
@@ -49,7 +49,7 @@ FROM vectors v JOIN documents d ON d.id = v.document_id, LATERAL (SELECT
     convert_to(v.id::int8::text, 'UTF8') AS i,
     convert_to(v.document_id::int8::text, 'UTF8') AS d,
     convert_to({timestamp_text("v.created_at::timestamptz")}, 'UTF8') AS t,
-    substring(vector_send(v.embedding::vector) FROM 5) AS e) b
+    substring(vector_send(v.embedding::vector) FROM 5) AS e OFFSET 0) b
 WHERE d.workspace_id = %(workspace)s
 """
 

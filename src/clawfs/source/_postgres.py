@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import psycopg
 from psycopg import sql
 from psycopg.adapt import Loader
@@ -26,6 +27,7 @@ from ._checksum_sql import DOCUMENT_ROWS, VECTOR_ROWS, range_sums, rows_in_range
 from ._vector_copy import VectorBatch, VectorCopyDecoder
 
 _ROWS = {"documents": DOCUMENT_ROWS, "vectors": VECTOR_ROWS}
+RANK_AT_MOST = 1000  # matches of one text that verification will rank with ts_rank_cd
 
 REQUIRED = ("documents", "vectors")
 OPTIONAL = ("metadata", "agent_identities")
@@ -398,19 +400,7 @@ class Source:
             return []
         order = "ts_rank_cd({tsv}, q.t) DESC, id" if ranked else "id"
         if self._has_fts_index():
-            indexed_order = order.format(tsv="to_tsvector('english', content)")
-            return [
-                [
-                    int(r[0])
-                    for r in self._query(
-                        "SELECT id::int8 FROM documents, (SELECT plainto_tsquery('english', %(q)s) AS t) q"
-                        " WHERE workspace_id = %(ws)s AND to_tsvector('english', content) @@ q.t"
-                        f" ORDER BY {indexed_order} LIMIT %(limit)s",
-                        {"q": text, "ws": workspace, "limit": limit},
-                    )
-                ]
-                for text in texts
-            ]
+            return [self._indexed_fts_answer(workspace, text, ranked, limit) for text in texts]
         rows = self._query(
             "WITH q AS (SELECT n, plainto_tsquery('english', w) AS t FROM unnest(%(texts)s::text[])"
             " WITH ORDINALITY AS u(w, n)),"
@@ -425,6 +415,27 @@ class Source:
         for n, doc_id in rows:
             answers[int(n) - 1].append(int(doc_id))
         return answers
+
+    def _indexed_fts_answer(self, workspace: str, text: str, ranked: bool, limit: int) -> list[int]:
+        """Unranked, any `limit` matches will do: without ORDER BY the bitmap heap scan stops after `limit`
+        rows instead of visiting every match. Ranked, ts_rank_cd must parse every match again, which
+        costs seconds for common words (16k matches: 1.8 s), so a text with more than RANK_AT_MOST
+        matches gets no ranked answer ([])."""
+        matches = (
+            "SELECT id::int8 AS id, content FROM documents, (SELECT plainto_tsquery('english', %(q)s) AS t) q"
+            " WHERE workspace_id = %(ws)s AND to_tsvector('english', content) @@ q.t"
+        )
+        params = {"q": text, "ws": workspace, "limit": limit, "most": RANK_AT_MOST}
+        if not ranked:
+            return [int(r[0]) for r in self._query(f"{matches} LIMIT %(limit)s", params)]
+        rows = self._query(
+            f"WITH m AS MATERIALIZED ({matches} LIMIT %(most)s + 1)"
+            " SELECT id FROM m, (SELECT plainto_tsquery('english', %(q)s) AS t) q"
+            " WHERE (SELECT count(*) FROM m) <= %(most)s"
+            " ORDER BY ts_rank_cd(to_tsvector('english', content), q.t) DESC, id LIMIT %(limit)s",
+            params,
+        )
+        return [int(r[0]) for r in rows]
 
     def _has_fts_index(self) -> bool:
         return bool(
@@ -448,23 +459,25 @@ class Source:
         )
         return [(int(i), t) for i, t in rows]
 
-    def exact_neighbours(self, workspace: str, vector_text: str, k: int = 10) -> list[int]:
-        """Exact cosine top-k by pgvector, with index scans off (a sequential scan sees every row)."""
-        try:
-            with self.conn.cursor() as cur:
-                cur.execute("SET LOCAL enable_indexscan = off")
-                cur.execute("SET LOCAL enable_bitmapscan = off")
-                cur.execute(
-                    sql.SQL(
-                        "SELECT v.id::int8 FROM vectors v JOIN documents d ON d.id = v.document_id"
-                        " WHERE d.workspace_id = %s AND vector_dims(v.embedding::vector) = %s"
-                        " ORDER BY v.embedding <=> %s::{}, v.id LIMIT %s"
-                    ).format(sql.Identifier(self.vector_type)),
-                    [workspace, self.info.dimension, vector_text, k],
-                )
-                return [int(r[0]) for r in cur.fetchall()]
-        except psycopg.Error as e:
-            raise self._error("PostgreSQL refused a query", e) from None
+    def exact_neighbours(self, workspace: str, vector_texts: Sequence[str], k: int = 10) -> list[list[int]]:
+        """Exact cosine top-k of each vector by pgvector's own distance (`<=>`), all in one sequential
+        scan: every row's distance to every query is computed by PostgreSQL, ordered (distance, id) here."""
+        if not vector_texts:
+            return []
+        distances = sql.SQL(", ").join(
+            sql.SQL("v.embedding <=> {}::{}").format(sql.Literal(text), sql.Identifier(self.vector_type))
+            for text in vector_texts
+        )
+        query = sql.SQL(
+            "SELECT v.id::int8, {} FROM vectors v JOIN documents d ON d.id = v.document_id"
+            " WHERE d.workspace_id = %s AND vector_dims(v.embedding::vector) = %s"
+        ).format(distances)
+        rows = self._query(query, [workspace, self.info.dimension])
+        if not rows:
+            return [[] for _ in vector_texts]
+        table = np.asarray(rows, dtype=np.float64)  # NaN (zero vectors) sorts last, as in PostgreSQL
+        ids = table[:, 0].astype(np.int64)
+        return [ids[np.lexsort((ids, table[:, 1 + n]))[:k]].tolist() for n in range(len(vector_texts))]
 
     def identities_for_verify(self) -> list[tuple[Any, ...]]:
         """Identity rows with the timestamps formatted by PostgreSQL itself (DESIGN §2.2 text)."""

@@ -66,9 +66,6 @@ class WorkspaceFiles:
     def row_hashes(self, table: str, ranges: Sequence[int]) -> dict[int, int]:
         return row_hashes(self.db, table, ranges)
 
-    def embedding_sizes(self) -> list[int]:
-        return [int(r[0]) for r in self.db.execute("SELECT DISTINCT length(embedding) FROM vectors ORDER BY 1")]
-
     def vector_ids(self) -> npt.NDArray[np.uint64]:
         ids = [r[0] for r in self.db.execute("SELECT id FROM vectors ORDER BY id")]
         return np.asarray(ids, dtype=np.uint64)
