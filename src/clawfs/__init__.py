@@ -13,11 +13,13 @@ from .errors import (
 )
 from .progress import NullProgress, Progress
 from .report import MigrationReport, SkippedRow, StepReport, WorkspaceReport
-from .workspace import Hit, HnswParams, Workspace
+from .workspace import KEEP, BackupReport, Hit, HnswParams, RestoreReport, Workspace, backup, restore
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "KEEP",
+    "BackupReport",
     "BadRowError",
     "ClawfsError",
     "Hit",
@@ -26,6 +28,7 @@ __all__ = [
     "MigrationReport",
     "NullProgress",
     "Progress",
+    "RestoreReport",
     "SearchCheck",
     "SkippedRow",
     "SourceError",
@@ -41,6 +44,8 @@ __all__ = [
     "WorkspaceError",
     "WorkspaceReport",
     "__version__",
+    "backup",
     "migrate",
+    "restore",
     "verify",
 ]

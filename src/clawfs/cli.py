@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -15,6 +17,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__
 from ._console import LiveProgress, json_default, migration_tables, setup_logging, verification_tables
@@ -22,8 +25,17 @@ from ._migrate import BAD_ROW_POLICIES, MigrateOptions, migrate
 from ._values import scrub, url_password
 from ._verify import VerifyOptions, verify
 from .demo import run_demo
-from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_VERIFICATION, ClawfsError, UsageError, exit_code
-from .workspace import DEFAULT_DTYPE, DTYPES, Hit, HnswParams, Workspace
+from .errors import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_VERIFICATION,
+    ClawfsError,
+    UsageError,
+    WorkspaceError,
+    exit_code,
+)
+from .workspace import DEFAULT_DTYPE, DTYPES, Hit, HnswParams, Workspace, backup, restore
 
 F = TypeVar("F", bound=Callable[..., Any])
 stdout = Console(soft_wrap=True)
@@ -228,6 +240,8 @@ def verify_command(
     help="Default: hybrid when text and a vector are given, else the one given.",
 )
 @click.option("-k", "k", type=int, default=10, show_default=True, help="How many hits.")
+@click.option("--fts5", "raw", is_flag=True, help="--text is FTS5 query syntax (AND, OR, NEAR, prefix*), not words.")
+@click.option("--ef-search", type=int, default=None, help="HNSW expansion for this search (default: the workspace's).")
 @common_options
 def search_command(
     workspace_id: str,
@@ -236,11 +250,13 @@ def search_command(
     like: int | None,
     mode: str | None,
     k: int,
+    raw: bool,
+    ef_search: int | None,
     verbose: bool,
     as_json: bool,
     root: Path,
 ) -> None:
-    """Search a migrated workspace: full text, vector or hybrid."""
+    """Search a workspace: full text, vector or hybrid."""
     setup_logging(verbose, None)
     with Workspace.open(root, workspace_id) as ws:
         query_vector = _query_vector(vector, like, ws)
@@ -254,7 +270,7 @@ def search_command(
             text = None
         elif text is None or query_vector is None:
             raise UsageError("hybrid search needs --text and --vector or --like")
-        hits = ws.search(text, query_vector, k=k)
+        hits = ws.search(text, query_vector, k=k, raw=raw, ef_search=ef_search)
     if as_json:
         print(json.dumps([asdict(h) for h in hits], indent=2, ensure_ascii=False))
     else:
@@ -274,28 +290,91 @@ def _query_vector(vector: str | None, like: int | None, ws: Workspace) -> list[f
             source = Path(vector[1:]).read_text()
         except OSError as e:
             raise UsageError(f"cannot read the vector file {vector[1:]}: {e.strerror}") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"the vector file {vector[1:]} is not text") from None
     try:
         values = json.loads(source)
     except json.JSONDecodeError as e:
         raise UsageError(f"--vector is not a JSON array of numbers: {e.msg}") from None
-    if not isinstance(values, list) or not all(isinstance(x, int | float) for x in values):
+    if not isinstance(values, list) or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in values):
         raise UsageError("--vector must be a JSON array of numbers")
     return [float(x) for x in values]
 
 
+def _highlighted(snippet: str) -> Text:
+    """A snippet with its `**`-marked terms in bold."""
+    text = Text()
+    for n, part in enumerate(snippet.split("**")):
+        if part:
+            text.append(part, style="bold yellow" if n % 2 else None)
+    return text
+
+
 def hits_table(hits: Sequence[Hit], console: Console) -> None:
     table = Table()
-    for column in ("Rank", "Score", "Document", "Content"):
-        table.add_column(column, justify="left" if column == "Content" else "right")
+    for column in ("Rank", "Score", "Document", "Snippet"):
+        table.add_column(column, justify="left" if column == "Snippet" else "right")
     for rank, hit in enumerate(hits, start=1):
-        snippet = " ".join(hit.content.split())
-        table.add_row(
-            str(rank),
-            f"{hit.score:.4f}",
-            str(hit.document_id),
-            snippet[:90] + ("…" if len(snippet) > 90 else ""),
-        )
+        table.add_row(str(rank), f"{hit.score:.4f}", str(hit.document_id), _highlighted(hit.snippet))
     console.print(table if hits else "no hits")
+
+
+@cli.group("index")
+def index_group() -> None:
+    """The HNSW index of a workspace."""
+
+
+@index_group.command("rebuild")
+@click.option("--workspace-id", required=True, metavar="ID", help="The workspace whose index to rebuild.")
+@common_options
+def index_rebuild_command(workspace_id: str, verbose: bool, as_json: bool, root: Path) -> None:
+    """Build the index file anew from the workspace's vectors table."""
+    setup_logging(verbose, None)
+    started = time.perf_counter()
+    with Workspace.open(root, workspace_id) as ws:
+        stamp = ws.rebuild_index()
+        path = ws.index_path
+    report = {"workspace_id": workspace_id, "index": str(path), **stamp.as_dict()}
+    report["seconds"] = round(time.perf_counter() - started, 3)
+    if as_json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        stdout.print(f"rebuilt {path}: {stamp.vectors:,} vectors, {stamp.bytes:,} bytes in {report['seconds']:.1f} s")
+
+
+@cli.command("backup")
+@click.option("--workspace-id", required=True, metavar="ID", help="The workspace to back up.")
+@click.option("--to", "destination", required=True, type=click.Path(path_type=Path), help="A new directory.")
+@common_options
+def backup_command(workspace_id: str, destination: Path, verbose: bool, as_json: bool, root: Path) -> None:
+    """Copy a workspace consistently (it may be in use): database, index and a manifest."""
+    setup_logging(verbose, None)
+    report = backup(root, workspace_id, destination)
+    if as_json:
+        print(json.dumps(asdict(report), indent=2, ensure_ascii=False))
+        return
+    stdout.print(
+        f"backed up workspace {report.workspace_id!r} to {report.directory}: {report.documents:,} documents, "
+        f"{report.vectors:,} vectors, {report.bytes:,} bytes in {report.seconds:.1f} s"
+        + (" (the index was rebuilt: it changed during the copy)" if report.index_rebuilt else "")
+    )
+
+
+@cli.command("restore")
+@click.option("--from", "backup_dir", required=True, type=click.Path(path_type=Path), help="A backup directory.")
+@click.option("--replace", is_flag=True, help="Replace the workspace if it exists.")
+@common_options
+def restore_command(backup_dir: Path, replace: bool, verbose: bool, as_json: bool, root: Path) -> None:
+    """Restore a backup into the root, checked before it is put in place."""
+    setup_logging(verbose, None)
+    report = restore(backup_dir, root, replace=replace)
+    if as_json:
+        print(json.dumps(asdict(report), indent=2, ensure_ascii=False))
+        return
+    stdout.print(
+        f"restored workspace {report.workspace_id!r} to {report.database}: {report.documents:,} documents, "
+        f"{report.vectors:,} vectors, checked" + (" (replaced the one that was there)" if report.replaced else "")
+    )
 
 
 @cli.command("demo")
@@ -370,6 +449,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = EXIT_INTERRUPTED
     except ClawfsError as e:
         code = _report_error(e, "error", verbose, args)
+    except sqlite3.DatabaseError as e:  # a damaged or foreign workspace file
+        code = _report_error(WorkspaceError(f"workspace database: {e}"), "error", verbose, args)
     except Exception as e:  # a bug: still one line (the traceback with --verbose)
         code = _report_error(e, f"unexpected error ({type(e).__name__})", verbose, args)
         code = EXIT_FAILURE

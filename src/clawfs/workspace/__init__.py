@@ -2,13 +2,14 @@
 
 import sqlite3
 
+from ._backup import BackupReport, RestoreReport, backup, restore
 from ._builder import WorkspaceBuilder, check_target_free, install, metadata_entries
 from ._files import IndexFile, WorkspaceFiles
 from ._identity import identity_document
 from ._index import DEFAULT_DTYPE, DTYPES, HnswParams, IndexWorker
 from ._layout import Layout, Placement, index_path_for, make_private_dir, remove_path, remove_tree, write_private_temp
 from ._schema import CLAWFS_METADATA_KEYS, SCHEMA_VERSION
-from ._workspace import Hit, Workspace, fts_query
+from ._workspace import KEEP, Hit, Workspace, fts_query
 
 # Errors of the target side that a user can cause (disk full, permissions, a damaged file).
 TARGET_ERRORS: tuple[type[BaseException], ...] = (OSError, sqlite3.Error)
@@ -17,17 +18,21 @@ __all__ = [
     "CLAWFS_METADATA_KEYS",
     "DEFAULT_DTYPE",
     "DTYPES",
+    "KEEP",
     "SCHEMA_VERSION",
     "TARGET_ERRORS",
+    "BackupReport",
     "Hit",
     "HnswParams",
     "IndexFile",
     "IndexWorker",
     "Layout",
     "Placement",
+    "RestoreReport",
     "Workspace",
     "WorkspaceBuilder",
     "WorkspaceFiles",
+    "backup",
     "check_target_free",
     "fts_query",
     "identity_document",
@@ -37,5 +42,6 @@ __all__ = [
     "metadata_entries",
     "remove_path",
     "remove_tree",
+    "restore",
     "write_private_temp",
 ]

@@ -72,11 +72,13 @@ def new_index(dimension: int, params: HnswParams) -> Index:
 
 @dataclass(frozen=True)
 class IndexStamp:
-    """What metadata records of the index file, so a stale or foreign file is never used silently."""
+    """What metadata records of the index file, so a stale or foreign file is never used silently.
+    `log_position`: the last entry of `clawfs_index_log` the file includes (0: none)."""
 
     vectors: int
     bytes: int
     sha256: str
+    log_position: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,13 +92,23 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def save_index(index: Index, path: Path) -> IndexStamp:
+def save_index(index: Index, path: Path, log_position: int = 0) -> IndexStamp:
     index.save(str(path))
     os.chmod(path, FILE_MODE)
-    return IndexStamp(vectors=len(index), bytes=path.stat().st_size, sha256=file_sha256(path))
+    return IndexStamp(len(index), path.stat().st_size, file_sha256(path), log_position)
 
 
 SERIAL_START = 1024
+
+
+def add_to_index(index: Index, keys: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32]) -> None:
+    """Add a batch with all cores, except the first vectors of a graph: added in parallel into a nearly
+    empty graph they link poorly (small workspaces lost recall: 0.94 seen at 100 vectors)."""
+    serial = max(0, min(len(keys), SERIAL_START - len(index)))
+    if serial:
+        index.add(keys[:serial].astype(np.uint64), vectors[:serial], threads=1)
+    if serial < len(keys):
+        index.add(keys[serial:].astype(np.uint64), vectors[serial:], threads=0)
 
 
 class IndexWorker:
@@ -131,17 +143,8 @@ class IndexWorker:
     def add(self, index: Index, keys: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32]) -> None:
         self._raise()
 
-        def task() -> None:
-            # The first vectors of a graph go in one at a time: added in parallel into a nearly empty
-            # graph they link poorly, and small workspaces lost recall (0.94 seen at 100 vectors).
-            serial = max(0, min(len(keys), SERIAL_START - len(index)))
-            if serial:
-                index.add(keys[:serial].astype(np.uint64), vectors[:serial], threads=1)
-            if serial < len(keys):
-                index.add(keys[serial:].astype(np.uint64), vectors[serial:], threads=0)
-
         started = time.perf_counter()
-        self._queue.put(task)
+        self._queue.put(lambda: add_to_index(index, keys, vectors))
         self.wait_seconds += time.perf_counter() - started
 
     def join(self) -> None:

@@ -1,0 +1,267 @@
+"""The HNSW index of a workspace in use: the saved file plus the changes made since (DESIGN §2.3).
+
+Every write to `vectors` appends the vector's id to `clawfs_index_log` in the same SQLite transaction,
+so the database alone always says what the index must hold. The index file holds the vectors up to
+the log position recorded in its stamp (metadata `hnsw_index`); what came later lives in memory:
+
+    main    the saved file, memory-mapped (opening costs no reading), never changed in place
+    masked  ids whose entry in `main` is out of date (deleted or given a new embedding)
+    delta   a small in-memory index of the vectors added or changed since the file was saved
+
+`refresh` replays the log entries it has not seen yet (this process's writes and other processes'
+alike): each id touched is masked and, if it still exists, added to `delta` with its current embedding.
+Replaying is idempotent, so a crash between the SQLite commit and anything after it loses nothing.
+`save` folds the changes into a new file (temporary name, rename, then the stamp in one transaction with
+the log trimmed); `rebuild` builds the file from the `vectors` table. A missing, damaged or stale file
+(its size or vector count is not the stamp's) is rebuilt, never used silently.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+import uuid
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from usearch.index import Index
+
+from ..errors import WorkspaceError
+from ._index import HnswParams, IndexStamp, add_to_index, new_index, save_index
+from ._layout import fsync_path
+
+log = logging.getLogger("clawfs")
+
+LOG_TABLE = "clawfs_index_log"
+LOG_SCHEMA = (
+    f"CREATE TABLE IF NOT EXISTS {LOG_TABLE} (seq INTEGER PRIMARY KEY AUTOINCREMENT, vector_id INTEGER NOT NULL)"
+)
+REBUILD_BATCH = 4096
+
+
+def read_stamp(db: sqlite3.Connection) -> IndexStamp | None:
+    row = db.execute("SELECT value FROM metadata WHERE key = 'hnsw_index'").fetchone()
+    if row is None:
+        return None
+    try:
+        data = json.loads(row[0])
+        return IndexStamp(**data)
+    except (ValueError, TypeError):
+        return None
+
+
+def log_entries(db: sqlite3.Connection, after: int) -> list[tuple[int, int]]:
+    """(seq, vector id) of the log after `after`; none when no write ever happened."""
+    try:
+        return db.execute(f"SELECT seq, vector_id FROM {LOG_TABLE} WHERE seq > ? ORDER BY seq", (after,)).fetchall()
+    except sqlite3.OperationalError as e:
+        if "no such table" in str(e):
+            return []
+        raise
+
+
+def log_position(db: sqlite3.Connection) -> int:
+    try:
+        row = db.execute(f"SELECT max(seq) FROM {LOG_TABLE}").fetchone()
+    except sqlite3.OperationalError as e:
+        if "no such table" in str(e):
+            return 0
+        raise
+    return int(row[0] or 0)
+
+
+def embeddings_of(db: sqlite3.Connection, ids: list[int]) -> dict[int, bytes]:
+    out: dict[int, bytes] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        out.update(db.execute(f"SELECT id, embedding FROM vectors WHERE id IN ({marks})", chunk).fetchall())
+    return out
+
+
+class LiveIndex:
+    def __init__(self, path: Path, params: HnswParams, dimension: int) -> None:
+        self.path = path
+        self.params = params
+        self.dimension = dimension
+        self.lock = threading.RLock()
+        self.main: Index | None = None
+        self.stamp: IndexStamp | None = None
+        self.masked: set[int] = set()
+        self.delta = new_index(dimension, params)
+        self.applied = 0  # the last log entry replayed
+        self.ef_search = params.ef_search
+
+    # -- keeping up with the database -------------------------------------------------------
+
+    def refresh(self, db: sqlite3.Connection, writer: sqlite3.Connection | None) -> None:
+        """Bring the in-memory state up to what `db` has committed (cheap when nothing changed).
+        A file that cannot be used is rebuilt: written through `writer`, or kept in memory without one."""
+        with self.lock:
+            stamp = read_stamp(db)
+            if self.main is None or stamp != self.stamp:
+                self._load(db, stamp, writer)
+            entries = log_entries(db, self.applied)
+            if entries:
+                self._replay(db, [vector_id for _, vector_id in entries])
+                self.applied = entries[-1][0]
+
+    def _load(self, db: sqlite3.Connection, stamp: IndexStamp | None, writer: sqlite3.Connection | None) -> None:
+        problem = self._problem(stamp)
+        if problem is not None:
+            if stamp is not None or self.path.exists():
+                log.warning("the HNSW index %s %s: rebuilding it from the vectors table", self.path, problem)
+            self.rebuild(db, writer)
+            return
+        assert stamp is not None
+        main = Index.restore(str(self.path), view=True)
+        assert main is not None
+        self.main, self.stamp = main, stamp
+        self.masked = set()
+        self.delta = new_index(self.dimension, self.params)
+        self.applied = stamp.log_position
+
+    def _problem(self, stamp: IndexStamp | None) -> str | None:
+        if stamp is None:
+            return "has no stamp in metadata"
+        if not self.path.is_file():
+            return "is missing"
+        if self.path.stat().st_size != stamp.bytes:
+            return f"is stale ({self.path.stat().st_size} bytes, stamped {stamp.bytes})"
+        try:
+            main = Index.restore(str(self.path), view=True)
+        except Exception as e:  # usearch raises plain RuntimeError/ValueError on damaged files
+            return f"is damaged ({e})"
+        if main is None or len(main) != stamp.vectors or main.ndim != self.dimension:
+            return "is damaged or stale (its vector count or dimension is not the stamp's)"
+        return None
+
+    def _replay(self, db: sqlite3.Connection, touched: list[int]) -> None:
+        ids = list(dict.fromkeys(touched))
+        current = embeddings_of(db, ids)
+        for vector_id in ids:
+            self.masked.add(vector_id)
+            if self.delta.contains(vector_id):
+                self.delta.remove(vector_id)
+        keep = [i for i in ids if i in current]
+        if keep:
+            vectors = np.stack([np.frombuffer(current[i], dtype="<f4") for i in keep])
+            self.delta.add(np.asarray(keep, dtype=np.uint64), vectors, threads=1)
+
+    # -- searching --------------------------------------------------------------------------
+
+    def search(self, query: npt.NDArray[np.float32], k: int, ef_search: int | None = None) -> list[tuple[int, float]]:
+        """(vector id, cosine distance), nearest first."""
+        with self.lock:
+            main, masked, delta = self.main, set(self.masked), self.delta
+            ef = ef_search or self.ef_search
+            found: dict[int, float] = {}
+            if len(delta):
+                delta.expansion_search = ef  # type: ignore[misc]  # settable at run time
+                matches = delta.search(query, min(k, len(delta)))
+                found.update(zip(matches.keys.tolist(), matches.distances.tolist(), strict=True))
+        if main is not None and len(main):
+            main.expansion_search = ef  # type: ignore[misc]  # settable at run time
+            want = min(k + len(masked), len(main))
+            matches = main.search(query, want)
+            for key, distance in zip(matches.keys.tolist(), matches.distances.tolist(), strict=True):
+                if key not in masked and key not in found:
+                    found[key] = distance
+        return sorted(found.items(), key=lambda item: (item[1], item[0]))[:k]
+
+    def keys(self) -> set[int]:
+        """Every vector id the index answers for (for consistency checks)."""
+        with self.lock:
+            ours = set(np.asarray(self.main.keys, dtype=np.int64).tolist()) if self.main is not None else set()
+            ours -= self.masked
+            ours |= set(np.asarray(self.delta.keys, dtype=np.int64).tolist())
+            return ours
+
+    @property
+    def pending(self) -> int:
+        """Changes not yet in the file."""
+        return len(self.masked)
+
+    # -- writing the file -------------------------------------------------------------------
+
+    def save(self, db: sqlite3.Connection) -> IndexStamp:
+        """Fold the pending changes into a new index file and stamp it (`db` must be writable)."""
+        with self.lock:
+            self.refresh(db, db)
+            if self.main is None or self.stamp is None:
+                return self.rebuild(db, db)
+            if not self.masked:
+                return self.stamp
+            full = Index.restore(str(self.path), view=False)
+            if full is None:
+                return self.rebuild(db, db)
+            position = self.applied
+            for key in self.masked:
+                if full.contains(key):
+                    full.remove(key)
+            keys = np.asarray(self.delta.keys, dtype=np.int64)
+            if len(keys):
+                current = embeddings_of(db, keys.tolist())
+                present = [int(k) for k in keys if int(k) in current]
+                if present:
+                    vectors = np.stack([np.frombuffer(current[i], dtype="<f4") for i in present])
+                    add_to_index(full, np.asarray(present, dtype=np.int64), vectors)
+            return self._install(db, full, position)
+
+    def rebuild(self, db: sqlite3.Connection, writer: sqlite3.Connection | None) -> IndexStamp:
+        """A new index from the `vectors` table (read through `db` in one snapshot); written to the file
+        through `writer`, or kept in memory only without one."""
+        with self.lock:
+            index = new_index(self.dimension, self.params)
+            db.execute("BEGIN")  # one read snapshot: the vectors and the log position agree
+            try:
+                position = log_position(db)
+                cursor = db.execute("SELECT id, embedding FROM vectors ORDER BY id")
+                while rows := cursor.fetchmany(REBUILD_BATCH):
+                    keys = np.asarray([r[0] for r in rows], dtype=np.int64)
+                    vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
+                    if vectors.shape[1] != self.dimension:
+                        raise WorkspaceError(
+                            f"vectors of {vectors.shape[1]} dimensions in a workspace of {self.dimension}"
+                        )
+                    add_to_index(index, keys, vectors)
+            finally:
+                db.execute("COMMIT")
+            if writer is None:
+                self.main, self.stamp = index, None
+                self.masked, self.delta, self.applied = set(), new_index(self.dimension, self.params), position
+                return IndexStamp(len(index), 0, "", position)
+            return self._install(writer, index, position)
+
+    def _install(self, db: sqlite3.Connection, index: Index, position: int) -> IndexStamp:
+        """Save to a temporary file, rename it over the index, then record its stamp and trim the log.
+        A crash between the rename and the commit leaves a file that does not match the stamp: it is
+        rebuilt on the next open (and replaying the log on top of it would still be correct)."""
+        tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            stamp = save_index(index, tmp, position)
+            fsync_path(tmp)
+            os.replace(tmp, self.path)
+            fsync_path(self.path.parent)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("INSERT OR REPLACE INTO metadata VALUES ('hnsw_index', ?)", (json.dumps(stamp.as_dict()),))
+            if log_position(db):
+                db.execute(f"DELETE FROM {LOG_TABLE} WHERE seq <= ?", (position,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        main = Index.restore(str(self.path), view=True)
+        assert main is not None
+        self.main, self.stamp, self.applied = main, stamp, position
+        self.masked, self.delta = set(), new_index(self.dimension, self.params)
+        self.refresh(db, None)  # writes committed meanwhile by others
+        return stamp
