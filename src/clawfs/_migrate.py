@@ -122,6 +122,7 @@ class _Migration:
         self.background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clawfs-verify")
         self.evidence: Future[dict[str, SourceEvidence]] = Future()
         self.vector_samples: list[VectorSample] = []  # per builder: verification's exact neighbours, fed by the copy
+        self.feeding: list[Future[None]] = []
         self.verification: list[WorkspaceCheck] = []
         self.worker: IndexWorker | None = None
 
@@ -302,10 +303,17 @@ class _Migration:
                 created = [created[i] for i in keep]
             self.builders[batch.workspace].add_vectors(ids, docs, embeddings, created)
             if self.vector_samples:
-                self.vector_samples[batch.workspace].add(ids, embeddings)
+                self._feed_sample(self.vector_samples[batch.workspace], ids, embeddings)
             rows += len(ids)
             self.progress.advance("vectors", len(ids), embeddings.nbytes)
         return rows, self.source.vector_bytes_read if self.source.info.dimension else 0
+
+    def _feed_sample(self, sample: VectorSample, ids: Any, embeddings: Any) -> None:
+        """Verification's exact-neighbour pass runs on the background thread, a few batches behind."""
+        self.feeding = [f for f in self.feeding if not f.done()]
+        if len(self.feeding) >= 4:
+            self.feeding.pop(0).result()
+        self.feeding.append(self.background.submit(sample.add, ids, embeddings))
 
     def _rebuild_fts(self) -> tuple[int, int]:
         self.progress.start("fts", sum(b.documents for b in self.builders))
@@ -331,6 +339,8 @@ class _Migration:
     def _start_gathering_evidence(self) -> None:
         """PostgreSQL's side of verification (checksums, sampled search answers) is gathered on a
         second connection in the same snapshot while the pipeline goes on and the index builds."""
+        for feeding in self.feeding:
+            feeding.result()  # the exact-neighbour pass is complete (and raised nothing)
         snapshot = self.source.export_snapshot()
         workspaces = list(self.workspaces)
         sample = self.options.sample

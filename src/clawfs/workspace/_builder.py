@@ -96,6 +96,7 @@ class WorkspaceBuilder:
             self.stamp = IndexStamp(vectors=0, bytes=0, sha256="")
         else:
             self.stamp = save_index(self.index, self.index_path)
+            self.index = None  # the file holds it now: free the memory before verification maps the file
         return self.stamp
 
     def write_metadata(self, entries: Iterable[tuple[str, str]]) -> None:

@@ -21,6 +21,7 @@ from ..errors import WorkspaceError
 from ._checksums import range_checksums, row_hashes
 from ._index import file_sha256
 from ._layout import index_path_for
+from ._live_index import log_entries, read_stamp
 from ._workspace import fts_query, open_read_only, ranked_matches
 
 
@@ -70,6 +71,11 @@ class WorkspaceFiles:
         ids = [r[0] for r in self.db.execute("SELECT id FROM vectors ORDER BY id")]
         return np.asarray(ids, dtype=np.uint64)
 
+    def pending_index_ids(self) -> set[int]:
+        """Vector ids written since the index file was saved (the index log replays them on open)."""
+        stamp = read_stamp(self.db)
+        return {vector_id for _, vector_id in log_entries(self.db, stamp.log_position if stamp else 0)}
+
     def fts_integrity(self) -> str | None:
         """None when FTS5's index agrees with its content table, else SQLite's message."""
         db = sqlite3.connect(self.db_path)  # the check is an INSERT command: it needs a writable handle
@@ -112,6 +118,22 @@ class WorkspaceFiles:
             return IndexFile(True, size, digest, None, "usearch cannot read it")
         self._index = index
         return IndexFile(True, size, digest, np.sort(np.asarray(index.keys, dtype=np.uint64)))
+
+    def cosine_distances(self, query: npt.NDArray[np.float32], vector_ids: set[int]) -> dict[int, float]:
+        """Exact cosine distances from `query` to the given stored vectors (float64)."""
+        if not vector_ids:
+            return {}
+        marks = ",".join("?" * len(vector_ids))
+        rows = self.db.execute(f"SELECT id, embedding FROM vectors WHERE id IN ({marks})", sorted(vector_ids))
+        q = query.astype(np.float64)
+        out = {}
+        for vector_id, blob in rows:
+            v = np.frombuffer(blob, dtype="<f4").astype(np.float64)
+            if v.shape != q.shape:
+                continue
+            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+                out[int(vector_id)] = float(1.0 - q @ v / (np.linalg.norm(q) * np.linalg.norm(v)))
+        return out
 
     def index_search(self, vector: npt.NDArray[np.float32], k: int, ef_search: int) -> list[int]:
         if self._index is None:

@@ -90,7 +90,8 @@ class LiveIndex:
         self.dimension = dimension
         self.lock = threading.RLock()
         self.main: Index | None = None
-        self.stamp: IndexStamp | None = None
+        self.stamp: IndexStamp | None = None  # of the file `main` was loaded from (None: built in memory)
+        self.seen: IndexStamp | None = None  # the stamp in metadata when `main` was loaded or built
         self.masked: set[int] = set()
         self.delta = new_index(dimension, params)
         self.applied = 0  # the last log entry replayed
@@ -103,42 +104,41 @@ class LiveIndex:
         A file that cannot be used is rebuilt: written through `writer`, or kept in memory without one."""
         with self.lock:
             stamp = read_stamp(db)
-            if self.main is None or stamp != self.stamp:
+            if self.main is None or stamp != self.seen:
                 self._load(db, stamp, writer)
+                self.seen = read_stamp(db) if writer is not None else stamp  # a repair writes a new stamp
             entries = log_entries(db, self.applied)
             if entries:
                 self._replay(db, [vector_id for _, vector_id in entries])
                 self.applied = entries[-1][0]
 
     def _load(self, db: sqlite3.Connection, stamp: IndexStamp | None, writer: sqlite3.Connection | None) -> None:
-        problem = self._problem(stamp)
-        if problem is not None:
+        main, problem = self._open_file(stamp)
+        if main is None or stamp is None:
             if stamp is not None or self.path.exists():
                 log.warning("the HNSW index %s %s: rebuilding it from the vectors table", self.path, problem)
             self.rebuild(db, writer)
             return
-        assert stamp is not None
-        main = Index.restore(str(self.path), view=True)
-        assert main is not None
         self.main, self.stamp = main, stamp
         self.masked = set()
         self.delta = new_index(self.dimension, self.params)
         self.applied = stamp.log_position
 
-    def _problem(self, stamp: IndexStamp | None) -> str | None:
+    def _open_file(self, stamp: IndexStamp | None) -> tuple[Index | None, str]:
+        """The index file memory-mapped, if it is the one `stamp` describes; else why not."""
         if stamp is None:
-            return "has no stamp in metadata"
+            return None, "has no stamp in metadata"
         if not self.path.is_file():
-            return "is missing"
+            return None, "is missing"
         if self.path.stat().st_size != stamp.bytes:
-            return f"is stale ({self.path.stat().st_size} bytes, stamped {stamp.bytes})"
+            return None, f"is stale ({self.path.stat().st_size} bytes, stamped {stamp.bytes})"
         try:
             main = Index.restore(str(self.path), view=True)
         except Exception as e:  # usearch raises plain RuntimeError/ValueError on damaged files
-            return f"is damaged ({e})"
+            return None, f"is damaged ({e})"
         if main is None or len(main) != stamp.vectors or main.ndim != self.dimension:
-            return "is damaged or stale (its vector count or dimension is not the stamp's)"
-        return None
+            return None, "is damaged or stale (its vector count or dimension is not the stamp's)"
+        return main, ""
 
     def _replay(self, db: sqlite3.Connection, touched: list[int]) -> None:
         ids = list(dict.fromkeys(touched))
@@ -163,13 +163,15 @@ class LiveIndex:
             if len(delta):
                 delta.expansion_search = ef  # type: ignore[misc]  # settable at run time
                 matches = delta.search(query, min(k, len(delta)))
-                found.update(zip(matches.keys.tolist(), matches.distances.tolist(), strict=True))
+                found.update(
+                    (key, d) for key, d in zip(matches.keys.tolist(), matches.distances.tolist(), strict=True) if d == d
+                )
         if main is not None and len(main):
             main.expansion_search = ef  # type: ignore[misc]  # settable at run time
             want = min(k + len(masked), len(main))
             matches = main.search(query, want)
             for key, distance in zip(matches.keys.tolist(), matches.distances.tolist(), strict=True):
-                if key not in masked and key not in found:
+                if key not in masked and key not in found and distance == distance:  # NaN: a vector with no direction
                     found[key] = distance
         return sorted(found.items(), key=lambda item: (item[1], item[0]))[:k]
 
@@ -261,7 +263,7 @@ class LiveIndex:
             raise
         main = Index.restore(str(self.path), view=True)
         assert main is not None
-        self.main, self.stamp, self.applied = main, stamp, position
+        self.main, self.stamp, self.seen, self.applied = main, stamp, stamp, position
         self.masked, self.delta = set(), new_index(self.dimension, self.params)
         self.refresh(db, None)  # writes committed meanwhile by others
         return stamp

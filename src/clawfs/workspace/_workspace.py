@@ -36,6 +36,8 @@ from ._layout import DB_NAME, Layout, index_path_for
 from ._live_index import LOG_SCHEMA, LOG_TABLE, LiveIndex
 
 RRF_K = 60
+# a query vector needs a length whose square is a normal float32 (HNSW and pgvector compute in float32)
+NORM_RANGE = (1e-18, 1e18)
 SNIPPET_MARKS = ("**", "**")  # around matched terms in `Hit.snippet`
 SNIPPET_TOKENS = 16
 # pending index changes that make `close` fold them into the index file (else they are replayed on open)
@@ -62,9 +64,14 @@ class _Keep:
 KEEP: Any = _Keep()
 
 
+def sqlite_text(text: str) -> str:
+    """Text SQLite can take: lone surrogates (what Python makes of bytes that are not UTF-8) become U+FFFD."""
+    return text.encode("utf-8", "replace").decode("utf-8") if not text.isascii() else text
+
+
 def fts_query(text: str) -> str | None:
     """User text as a safe FTS5 query: every whitespace-separated word quoted (`"` doubled), NULs dropped."""
-    words = text.replace("\x00", " ").split()
+    words = sqlite_text(text).replace("\x00", " ").split()
     if not words:
         return None
     return " ".join('"' + word.replace('"', '""') + '"' for word in words)
@@ -78,7 +85,7 @@ def open_read_only(db_path: Path) -> sqlite3.Connection:
 def ranked_matches(db: sqlite3.Connection, text: str, limit: int, raw: bool = False) -> list[tuple[int, float]]:
     """Full-text search: (document id, -bm25), best first. User text is quoted word by word and never
     an FTS5 syntax error; with `raw`, `text` is FTS5 query syntax and an invalid one is a UsageError."""
-    query = text if raw else fts_query(text)
+    query = sqlite_text(text) if raw else fts_query(text)
     if query is None or not query.strip():
         return []
     try:
@@ -257,7 +264,8 @@ class Workspace:
 
     def _query_vector(self, vector: Sequence[float] | npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
         try:
-            query = np.asarray(vector, dtype=np.float32)
+            with np.errstate(over="ignore"):  # a number beyond float32 becomes Inf, refused below
+                query = np.asarray(vector, dtype=np.float32)
         except (TypeError, ValueError):
             raise UsageError("the query vector must be a sequence of numbers") from None
         if self.dimension is None:
@@ -265,7 +273,12 @@ class Workspace:
         if query.shape != (self.dimension,):
             raise UsageError(f"the query vector has {query.size} dimensions, the workspace {self.dimension}")
         if not np.isfinite(query).all():
-            raise UsageError("the query vector has NaN or Inf")
+            raise UsageError("the query vector has NaN or Inf (or a number too large for float32)")
+        norm = float(np.linalg.norm(query.astype(np.float64)))
+        if not NORM_RANGE[0] < norm < NORM_RANGE[1]:
+            raise UsageError(
+                "the query vector has no direction (its length is zero, or too small or large for float32)"
+            )
         return query
 
     def _vector(
@@ -318,8 +331,8 @@ class Workspace:
 
     def _snippets(self, ids: list[int], text: str, raw: bool, marks: tuple[str, str]) -> dict[int, str]:
         """FTS5's snippet() of each matching document: the best few words, matched terms marked."""
-        query = text if raw else fts_query(text)
-        if not query:
+        query = sqlite_text(text) if raw else fts_query(text)
+        if query is None or not query.strip():
             return {}
         placeholders = ",".join("?" * len(ids))
         rows = self.db.execute(
@@ -406,7 +419,8 @@ class Workspace:
 
     def _blobs(self, vectors: Sequence[Sequence[float]] | npt.NDArray[np.floating]) -> list[bytes]:
         try:
-            array = np.asarray(vectors, dtype=np.float32)
+            with np.errstate(over="ignore"):  # a number beyond float32 becomes Inf, refused below
+                array = np.asarray(vectors, dtype=np.float32)
         except (TypeError, ValueError):
             raise UsageError("vectors must be a list of equally long lists of numbers") from None
         if array.size == 0:
@@ -526,6 +540,10 @@ class _Transaction:
 def _check_content(content: object) -> None:
     if not isinstance(content, str):
         raise UsageError(f"content must be text, not {type(content).__name__}")
+    try:
+        content.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError("content is not valid Unicode (it has lone surrogates)") from None
 
 
 def _metadata_text(metadata: Any) -> str | None:
