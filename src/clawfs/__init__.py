@@ -1,6 +1,7 @@
 """clawfs: move an agent's memory from PostgreSQL + pgvector into ClawFS, prove it, search it."""
 
 from ._migrate import MigrateOptions, migrate
+from ._sync import SyncOptions, SyncReport, sync
 from ._verify import SearchCheck, TableCheck, VerificationReport, VerifyOptions, WorkspaceCheck, verify
 from .errors import (
     BadRowError,
@@ -34,6 +35,8 @@ __all__ = [
     "SourceError",
     "StepFailed",
     "StepReport",
+    "SyncOptions",
+    "SyncReport",
     "TableCheck",
     "UsageError",
     "VerificationError",
@@ -47,5 +50,6 @@ __all__ = [
     "backup",
     "migrate",
     "restore",
+    "sync",
     "verify",
 ]

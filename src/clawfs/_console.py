@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 import time
+from datetime import UTC, datetime
 from typing import IO, Any
 
 from rich.console import Console
@@ -213,3 +214,31 @@ def setup_logging(verbose: bool, log_file: str | None) -> None:
 
 def json_default(value: Any) -> Any:
     return str(value)
+
+
+def sync_table(report: Any, console: Console, brief: bool = False) -> None:
+    """What a sync changed, per workspace and table (`brief`: one line, for --follow)."""
+    if brief:
+        parts = [
+            f"{w.workspace_id}: " + ", ".join(f"{t.table} +{t.inserted} ~{t.updated} -{t.deleted}" for t in w.tables)
+            for w in report.workspaces
+        ]
+        console.print(
+            f"{datetime.now(UTC):%H:%M:%S} synced to {report.snapshot['wal_lsn']} in {report.seconds:.1f} s: "
+            f"{report.changes} change(s); {'; '.join(parts)}"
+        )
+        return
+    table = Table(title=f"sync from {report.source} at WAL {report.snapshot['wal_lsn']}")
+    for column in ("Workspace", "Table", "Inserted", "Updated", "Deleted"):
+        table.add_column(column, justify="left" if column in ("Workspace", "Table") else "right")
+    for w in report.workspaces:
+        for t in w.tables:
+            table.add_row(w.workspace_id, t.table, f"{t.inserted:,}", f"{t.updated:,}", f"{t.deleted:,}")
+        table.add_row(w.workspace_id, "metadata", "", f"{w.metadata_changed:,}", "")
+    console.print(table)
+    console.print(
+        f"identity files written: {report.identities_written}, removed: {report.identities_removed}; "
+        f"{report.changes} change(s) in {report.seconds:.1f} s; every workspace now matches PostgreSQL's checksums"
+    )
+    for note in report.notes:
+        console.print(f"note: {note}")

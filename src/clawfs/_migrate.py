@@ -400,17 +400,7 @@ class _Migration:
         nbytes = 0
         for row in rows:
             try:
-                data = identity_document(
-                    agent_id=row.agent_id,
-                    version=row.version,
-                    created_at=row.created_at,
-                    updated_at=row.updated_at,
-                    state=row.state,
-                    memory=row.memory,
-                    history=row.history,
-                    performance=row.performance,
-                    checksum=row.checksum,
-                )
+                data = identity_bytes(row)
             except ValueError as e:
                 self._on_bad_row(BadRowError("agent_identities", row.agent_id, str(e)))
                 continue
@@ -498,6 +488,21 @@ class _Migration:
             run_id=self.run_id,
             checks=tuple(self.verification),
         )
+
+
+def identity_bytes(row: IdentityRow) -> bytes:
+    """The identity file of one `agent_identities` row (DESIGN §2.4); ValueError if it cannot be one."""
+    return identity_document(
+        agent_id=row.agent_id,
+        version=row.version,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        state=row.state,
+        memory=row.memory,
+        history=row.history,
+        performance=row.performance,
+        checksum=row.checksum,
+    )
 
 
 def _alive(pid: int) -> bool:

@@ -20,8 +20,10 @@ from rich.table import Table
 from rich.text import Text
 
 from . import __version__
-from ._console import LiveProgress, json_default, migration_tables, setup_logging, verification_tables
+from ._console import LiveProgress, json_default, migration_tables, setup_logging, sync_table, verification_tables
 from ._migrate import BAD_ROW_POLICIES, MigrateOptions, migrate
+from ._sync import SyncOptions, SyncReport, sync
+from ._sync import follow as run_follow
 from ._values import scrub, url_password
 from ._verify import VerifyOptions, verify
 from .demo import run_demo
@@ -224,6 +226,64 @@ def verify_command(
     else:
         verification_tables(report, stdout)
     return EXIT_OK if report.ok else EXIT_VERIFICATION
+
+
+@cli.command("sync")
+@pg_url_option
+@click.option("--workspace-id", "workspace_ids", multiple=True, metavar="ID", help="A workspace to sync (repeatable).")
+@click.option("--all-workspaces", is_flag=True, help="Sync every migrated workspace.")
+@click.option(
+    "--sqlite-path",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="Sync this database file (one --workspace-id).",
+)
+@click.option("--batch-size", type=int, default=1000, show_default=True, help="Rows per SQLite transaction.")
+@click.option("--no-identities", is_flag=True, help="Do not sync agent identity files.")
+@click.option("--follow", is_flag=True, help="Keep syncing until interrupted (Ctrl-C).")
+@click.option("--interval", type=float, default=10.0, show_default=True, help="Seconds between rounds with --follow.")
+@common_options
+def sync_command(
+    pg_url: str | None,
+    workspace_ids: tuple[str, ...],
+    all_workspaces: bool,
+    sqlite_path: Path | None,
+    batch_size: int,
+    no_identities: bool,
+    follow: bool,
+    interval: float,
+    verbose: bool,
+    as_json: bool,
+    root: Path,
+) -> None:
+    """Apply what PostgreSQL changed since the migration (found by comparing checksums)."""
+    setup_logging(verbose, None)
+    options = SyncOptions(
+        workspaces=workspace_ids,
+        all_workspaces=all_workspaces,
+        sqlite_path=sqlite_path,
+        batch_size=batch_size,
+        identities=not no_identities,
+    )
+    if interval <= 0:
+        raise UsageError("--interval must be positive")
+
+    def show(report: SyncReport) -> None:
+        if as_json:
+            print(json.dumps(report.asdict(), ensure_ascii=False, default=json_default, indent=None if follow else 2))
+        else:
+            sync_table(report, stdout, brief=follow)
+        sys.stdout.flush()
+
+    if not follow:
+        show(sync(pg_url, root, options))
+        return
+    try:
+        run_follow(pg_url, root, options, interval, show)
+    except KeyboardInterrupt:
+        if not as_json:
+            stdout.print("stopped")
 
 
 @cli.command("search")

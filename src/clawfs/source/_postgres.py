@@ -275,11 +275,13 @@ class Source:
         self,
         workspaces: Sequence[str],
         on_bad_row: Callable[[BadRowError], None],
+        ids: Sequence[int] | None = None,
     ) -> Iterator[DocumentRow]:
+        """Documents of the given workspaces (only those with the given ids, when `ids` is not None)."""
         query = sql.SQL(
             "COPY (SELECT id::int8, workspace_id, content, metadata::text, created_at::timestamptz"
-            " FROM documents WHERE workspace_id = ANY({})) TO STDOUT (FORMAT BINARY)"
-        ).format(sql.Literal(list(workspaces)))
+            " FROM documents WHERE workspace_id = ANY({}){}) TO STDOUT (FORMAT BINARY)"
+        ).format(sql.Literal(list(workspaces)), _only(ids, "id"))
         try:
             with self.conn.cursor(binary=True) as cur, cur.copy(query) as copy:
                 copy.set_types(["int8", "text", "text", "text", "timestamptz"])
@@ -300,10 +302,12 @@ class Source:
         batch_rows: int,
         on_bad_row: Callable[[BadRowError], None],
         include_orphans: bool,
+        ids: Sequence[int] | None = None,
     ) -> Iterator[VectorBatch]:
         """Vectors of the given workspaces as decoded batches; `VectorBatch.workspace` indexes `workspaces`.
 
-        With `include_orphans`, vectors whose document does not exist are reported as bad rows.
+        With `include_orphans`, vectors whose document does not exist are reported as bad rows. With
+        `ids`, only the vectors with those ids.
         """
         dimension = self.info.dimension
         if dimension is None:
@@ -313,13 +317,14 @@ class Source:
             "COPY (SELECT array_position({ws}::text[], d.workspace_id)::int4 - 1, v.id::int8,"
             " v.document_id::int8, v.embedding, v.created_at::timestamptz"
             " FROM vectors v {join} documents d ON d.id = v.document_id"
-            " {where}) TO STDOUT (FORMAT BINARY)"
+            " WHERE {where}{only}) TO STDOUT (FORMAT BINARY)"
         ).format(
             ws=sql.Literal(list(workspaces)),
             join=sql.SQL(join),
-            where=sql.SQL("" if include_orphans else "WHERE d.workspace_id = ANY({})").format(
+            where=sql.SQL("true" if include_orphans else "d.workspace_id = ANY({})").format(
                 sql.Literal(list(workspaces))
             ),
+            only=_only(ids, "v.id"),
         )
 
         def orphan_reason(document_id: int | None) -> str:
@@ -488,3 +493,10 @@ class Source:
             f" {timestamp_text('created_at::timestamptz')}, {timestamp_text('updated_at::timestamptz')}, checksum"
             " FROM agent_identities ORDER BY agent_id"
         )
+
+
+def _only(ids: Sequence[int] | None, column: str) -> sql.Composable:
+    """` AND <column> = ANY(ids)`, or nothing when `ids` is None."""
+    if ids is None:
+        return sql.SQL("")
+    return sql.SQL(" AND {} = ANY({}::int8[])").format(sql.SQL(column), sql.Literal([int(i) for i in ids]))

@@ -7,6 +7,7 @@ so that verification can say exactly what is wrong.
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,11 +18,11 @@ import numpy.typing as npt
 from usearch.index import Index
 
 from .._checksum import RangeSum
-from ..errors import WorkspaceError
+from ..errors import UsageError, WorkspaceError
 from ._checksums import range_checksums, row_hashes
-from ._index import file_sha256
+from ._index import HnswParams, file_sha256
 from ._layout import index_path_for
-from ._live_index import log_entries, read_stamp
+from ._live_index import LiveIndex, log_entries, read_stamp
 from ._workspace import fts_query, open_read_only, ranked_matches
 
 
@@ -50,6 +51,7 @@ class WorkspaceFiles:
         except sqlite3.Error as e:
             raise WorkspaceError(f"{db_path} is not a readable SQLite database: {e}") from None
         self._index: Index | None = None
+        self._live: LiveIndex | None = None
 
     def close(self) -> None:
         self.db.close()
@@ -119,6 +121,15 @@ class WorkspaceFiles:
         self._index = index
         return IndexFile(True, size, digest, np.sort(np.asarray(index.keys, dtype=np.uint64)))
 
+    def _replayed(self) -> LiveIndex | None:
+        try:
+            meta = {k: json.loads(v) for k, v in self.metadata().items()}
+            live = LiveIndex(self.index_path, HnswParams.from_metadata(meta), int(meta["vector_dimension"]))
+        except (ValueError, KeyError, TypeError, UsageError):
+            return None  # the metadata problem is reported by the metadata check
+        live.refresh(self.db, None)
+        return live
+
     def cosine_distances(self, query: npt.NDArray[np.float32], vector_ids: set[int]) -> dict[int, float]:
         """Exact cosine distances from `query` to the given stored vectors (float64)."""
         if not vector_ids:
@@ -136,8 +147,13 @@ class WorkspaceFiles:
         return out
 
     def index_search(self, vector: npt.NDArray[np.float32], k: int, ef_search: int) -> list[int]:
+        """The index's answer: the file's, plus the changes written since it was saved (the index log)."""
         if self._index is None:
             return []
+        if self._live is None and self.pending_index_ids():
+            self._live = self._replayed()
+        if self._live is not None:
+            return [key for key, _ in self._live.search(vector, k, ef_search)]
         with contextlib.suppress(AttributeError):
             self._index.expansion_search = ef_search  # type: ignore[misc]  # settable at run time
         return [int(key) for key in self._index.search(vector, k).keys]

@@ -36,6 +36,7 @@ from ._layout import DB_NAME, Layout, index_path_for
 from ._live_index import LOG_SCHEMA, LOG_TABLE, LiveIndex
 
 RRF_K = 60
+SYNC_SCHEMA = "CREATE TABLE IF NOT EXISTS clawfs_sync (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 # a query vector needs a length whose square is a normal float32 (HNSW and pgvector compute in float32)
 NORM_RANGE = (1e-18, 1e18)
 SNIPPET_MARKS = ("**", "**")  # around matched terms in `Hit.snippet`
@@ -409,6 +410,62 @@ class Workspace:
             _fts_delete(db, old)
             db.execute("DELETE FROM document_store WHERE id = ?", (document_id,))
 
+    def apply_rows(
+        self,
+        *,
+        documents: Sequence[tuple[int, str, str, str | None, str | None]] = (),
+        delete_documents: Sequence[int] = (),
+        vectors: Sequence[tuple[int, int, bytes, str]] = (),
+        delete_vectors: Sequence[int] = (),
+        state: dict[str, str] | None = None,
+    ) -> None:
+        """Make rows equal to the given ones (values in the stored format of DESIGN §2.2), in one
+        transaction together with `state` (clawfs_sync); used by sync, which finds what differs."""
+        with self._transaction() as db:
+            db.execute(SYNC_SCHEMA)
+            for row in documents:
+                old = db.execute(
+                    "SELECT id, workspace_id, content, metadata, created_at FROM document_store WHERE id = ?", (row[0],)
+                ).fetchone()
+                if old is not None:
+                    _fts_delete(db, tuple(old))
+                db.execute("INSERT OR REPLACE INTO document_store VALUES (?, ?, ?, ?, ?)", row)
+                _fts_insert(db, row)
+            for document_id in delete_documents:
+                old = db.execute(
+                    "SELECT id, workspace_id, content, metadata, created_at FROM document_store WHERE id = ?",
+                    (document_id,),
+                ).fetchone()
+                if old is not None:
+                    _fts_delete(db, tuple(old))
+                    db.execute("DELETE FROM document_store WHERE id = ?", (document_id,))
+            if vectors:
+                db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?)", vectors)
+            if delete_vectors:
+                db.executemany("DELETE FROM vectors WHERE id = ?", [(i,) for i in delete_vectors])
+            touched = [(v[0],) for v in vectors] + [(i,) for i in delete_vectors]
+            db.executemany(f"INSERT INTO {LOG_TABLE}(vector_id) VALUES (?)", touched)
+            if state:
+                db.executemany("INSERT OR REPLACE INTO clawfs_sync VALUES (?, ?)", list(state.items()))
+
+    def set_metadata(self, values: dict[str, str], delete: Sequence[str] = ()) -> None:
+        """Metadata rows as JSON text (DESIGN §2.2), set and deleted in one transaction."""
+        with self._transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO metadata VALUES (?, ?)", list(values.items()))
+            db.executemany("DELETE FROM metadata WHERE key = ?", [(k,) for k in delete])
+        for key, value in values.items():
+            self.metadata[key] = json.loads(value)
+        for key in delete:
+            self.metadata.pop(key, None)
+
+    def sync_state(self) -> dict[str, str]:
+        try:
+            return dict(self.db.execute("SELECT key, value FROM clawfs_sync").fetchall())
+        except sqlite3.OperationalError as e:
+            if "no such table" in str(e):
+                return {}
+            raise
+
     def _document(self, db: sqlite3.Connection, document_id: int) -> tuple[Any, ...]:
         row = db.execute(
             "SELECT id, workspace_id, content, metadata, created_at FROM document_store WHERE id = ?", (document_id,)
@@ -434,11 +491,15 @@ class Workspace:
         if not np.isfinite(array).all():
             raise UsageError("a vector has NaN or Inf")
         if self.dimension is None:
-            self._set_dimension(array.shape[1])
+            self.ensure_dimension(array.shape[1])
         return [row.astype("<f4").tobytes() for row in array]
 
-    def _set_dimension(self, dimension: int) -> None:
+    def ensure_dimension(self, dimension: int) -> None:
         """The first vector of a workspace that had none fixes its dimension."""
+        if self.dimension is not None:
+            if self.dimension != dimension:
+                raise UsageError(f"a vector has {dimension} dimensions, the workspace {self.dimension}")
+            return
         with self._transaction() as db:
             db.execute("INSERT OR REPLACE INTO metadata VALUES ('vector_dimension', ?)", (json.dumps(dimension),))
         self.dimension = dimension
