@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from clawfs import MigrateOptions, SyncOptions, VerifyOptions, Workspace, migrate, sync, verify
 from cli_runner import fill_store
 from pgstore import PgStore
-
-from clawfs import MigrateOptions, SyncOptions, VerifyOptions, Workspace, migrate, sync, verify
 
 
 def test_sync_applies_inserts_updates_deletes_metadata_and_identities(pg: PgStore, root: Path) -> None:

@@ -52,7 +52,8 @@ IDENTITY_KEYS = (
     "performance",
     "checksum",
 )
-_WORD = re.compile(r"[^\W\d_]{4,}")
+# whole tokens as FTS5's unicode61 splits them (letters and digits together); only all-letter ones are used
+_TOKEN = re.compile(r"[^\W_]+")
 _STOP = frozenset(
     [
         "about",
@@ -410,7 +411,8 @@ def compare_table(
 
 def query_words(content: str) -> str | None:
     """Two words of a document that make a full-text query for it: its two longest distinct words."""
-    words = sorted({w.lower() for w in _WORD.findall(content)} - _STOP, key=lambda w: (-len(w), w))
+    tokens = {w.lower() for w in _TOKEN.findall(content) if len(w) >= 4 and w.isalpha()}
+    words = sorted(tokens - _STOP, key=lambda w: (-len(w), w))
     return " ".join(words[:2]) or None
 
 

@@ -40,7 +40,7 @@ from ._layout import (
     make_private_dir,
     remove_tree,
 )
-from ._live_index import read_stamp
+from ._live_index import read_stamp, restamp
 from ._workspace import Workspace, now_text, open_read_only
 
 FORMAT = "clawfs-backup-v1"
@@ -186,6 +186,7 @@ def restore(backup_dir: str | os.PathLike[str], root: str | os.PathLike[str], re
             db.execute("PRAGMA journal_mode = WAL")
         finally:
             db.close()
+        restamp(build / DB_NAME, build / INDEX_NAME)
         with Workspace.open(build / DB_NAME) as ws:
             problems = ws.check()
             if ws.workspace_id != workspace_id:

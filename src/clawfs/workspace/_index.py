@@ -79,6 +79,18 @@ class IndexStamp:
     bytes: int
     sha256: str
     log_position: int = 0
+    # the file's inode and mtime when stamped: while both are unchanged, opening need not hash the file
+    inode: int = 0
+    mtime_ns: int = 0
+
+    def same_file(self, path: Path) -> bool:
+        """True when `path` is the stamped file: cheaply by inode and mtime, else by its sha256."""
+        info = path.stat()
+        if info.st_size != self.bytes:
+            return False
+        if self.inode and (info.st_ino, info.st_mtime_ns) == (self.inode, self.mtime_ns):
+            return True
+        return file_sha256(path) == self.sha256
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,9 +105,15 @@ def file_sha256(path: Path) -> str:
 
 
 def save_index(index: Index, path: Path, log_position: int = 0) -> IndexStamp:
+    """Write the index file (renaming it later keeps its inode and mtime, so the stamp still holds)."""
     index.save(str(path))
     os.chmod(path, FILE_MODE)
-    return IndexStamp(len(index), path.stat().st_size, file_sha256(path), log_position)
+    return stamp_file(path, len(index), log_position)
+
+
+def stamp_file(path: Path, vectors: int, log_position: int) -> IndexStamp:
+    info = path.stat()
+    return IndexStamp(vectors, info.st_size, file_sha256(path), log_position, info.st_ino, info.st_mtime_ns)
 
 
 SERIAL_START = 1024

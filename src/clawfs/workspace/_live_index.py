@@ -31,7 +31,7 @@ import numpy.typing as npt
 from usearch.index import Index
 
 from ..errors import WorkspaceError
-from ._index import HnswParams, IndexStamp, add_to_index, new_index, save_index
+from ._index import HnswParams, IndexStamp, add_to_index, new_index, save_index, stamp_file
 from ._layout import fsync_path
 
 log = logging.getLogger("clawfs")
@@ -52,6 +52,21 @@ def read_stamp(db: sqlite3.Connection) -> IndexStamp | None:
         return IndexStamp(**data)
     except (ValueError, TypeError):
         return None
+
+
+def restamp(db_path: Path, index_path: Path) -> None:
+    """After the index file was copied (restore): if its sha256 is the stamp's, record its new inode and
+    mtime, so opening it need not hash it again."""
+    db = sqlite3.connect(db_path)
+    try:
+        stamp = read_stamp(db)
+        if stamp is None or not index_path.is_file() or not stamp.same_file(index_path):
+            return
+        fresh = stamp_file(index_path, stamp.vectors, stamp.log_position)
+        with db:
+            db.execute("INSERT OR REPLACE INTO metadata VALUES ('hnsw_index', ?)", (json.dumps(fresh.as_dict()),))
+    finally:
+        db.close()
 
 
 def log_entries(db: sqlite3.Connection, after: int) -> list[tuple[int, int]]:
@@ -132,6 +147,8 @@ class LiveIndex:
             return None, "is missing"
         if self.path.stat().st_size != stamp.bytes:
             return None, f"is stale ({self.path.stat().st_size} bytes, stamped {stamp.bytes})"
+        if not stamp.same_file(self.path):
+            return None, "is not the file its stamp names (its sha256 differs): stale, replaced or damaged"
         try:
             main = Index.restore(str(self.path), view=True)
         except Exception as e:  # usearch raises plain RuntimeError/ValueError on damaged files
