@@ -28,7 +28,7 @@ from ._checksum import FORM as CHECKSUM_FORM
 from ._checksum import RangeSum, total
 from ._migrate import identity_bytes
 from ._values import redact_url
-from ._verify import CHECKSUM_TABLES, check_selection
+from ._verify import CHECKSUM_TABLES, check_selection, workspaces_on_disk
 from .audit import AuditLog
 from .errors import BadRowError, SourceError, UsageError, WorkspaceError
 from .progress import NULL_PROGRESS, Progress
@@ -115,7 +115,8 @@ def sync(
         with Source(pg_url) as source:
             known = source.workspace_ids()
             if options.all_workspaces:
-                chosen = [ws for ws in known if layout.workspace_db(ws).is_file()]
+                # every migrated workspace, also one whose documents PostgreSQL no longer has (it is emptied)
+                chosen = sorted(workspaces_on_disk(layout))
                 notes += [
                     f"workspace {ws!r} is new in PostgreSQL: migrate it (clawfs migrate --workspace-id {ws})"
                     for ws in known

@@ -638,7 +638,7 @@ def verify(
         known = source.workspace_ids()
         chosen = known if options.all_workspaces else list(dict.fromkeys(options.workspaces))
         if options.all_workspaces:
-            on_disk = _workspaces_on_disk(layout)
+            on_disk = workspaces_on_disk(layout)
             errors += [f"workspace {ws!r}: in the ClawFS root but not in PostgreSQL" for ws in on_disk - set(known)]
         progress.start("verify", len(chosen), unit="workspaces")
         for ws in chosen:
@@ -680,7 +680,8 @@ def _file_checksums(files: WorkspaceFiles) -> dict[str, dict[int, RangeSum]]:
     return {table: files.range_checksums(table) for table in CHECKSUM_TABLES}
 
 
-def _workspaces_on_disk(layout: Layout) -> set[str]:
+def workspaces_on_disk(layout: Layout) -> set[str]:
+    """The ids of the workspaces under a root (from their directory names)."""
     folder = layout.root / "workspaces"
     if not folder.is_dir():
         return set()

@@ -8,6 +8,7 @@ privilege needed.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import struct
 from collections.abc import Callable, Iterator, Sequence
@@ -142,8 +143,11 @@ class Source:
         self.close()
 
     def close(self) -> None:
+        """End the read-only transaction; a connection the server already dropped just closes (the work
+        was done, or the error that matters was raised already)."""
         if not self.conn.closed:
-            self.conn.rollback()
+            with contextlib.suppress(psycopg.Error):
+                self.conn.rollback()
             self.conn.close()
 
     def export_snapshot(self) -> str:
