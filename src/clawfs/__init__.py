@@ -1,5 +1,6 @@
 """clawfs: move an agent's memory from PostgreSQL + pgvector into ClawFS, prove it, search it."""
 
+from ._cutover import CutoverOptions, CutoverReport, cutover
 from ._migrate import MigrateOptions, migrate
 from ._sync import SyncOptions, SyncReport, sync
 from ._verify import SearchCheck, TableCheck, VerificationReport, VerifyOptions, WorkspaceCheck, verify
@@ -23,6 +24,8 @@ __all__ = [
     "BackupReport",
     "BadRowError",
     "ClawfsError",
+    "CutoverOptions",
+    "CutoverReport",
     "Hit",
     "HnswParams",
     "MigrateOptions",
@@ -48,6 +51,7 @@ __all__ = [
     "WorkspaceReport",
     "__version__",
     "backup",
+    "cutover",
     "migrate",
     "restore",
     "sync",

@@ -21,6 +21,7 @@ from rich.text import Text
 
 from . import __version__
 from ._console import LiveProgress, json_default, migration_tables, setup_logging, sync_table, verification_tables
+from ._cutover import CutoverOptions, cutover
 from ._migrate import BAD_ROW_POLICIES, MigrateOptions, migrate
 from ._sync import SyncOptions, SyncReport, sync
 from ._sync import follow as run_follow
@@ -69,6 +70,22 @@ def pg_url_option(f: F) -> F:
     )(f)
 
 
+def selection_options(verb: str, all_help: str, sqlite_help: str | None = None) -> Callable[[F], F]:
+    """--workspace-id (repeatable), --all-workspaces and (with `sqlite_help`) --sqlite-path."""
+
+    def decorate(f: F) -> F:
+        if sqlite_help is not None:
+            f = click.option(
+                "--sqlite-path", type=click.Path(path_type=Path), default=None, metavar="FILE", help=sqlite_help
+            )(f)
+        f = click.option("--all-workspaces", is_flag=True, help=all_help)(f)
+        return click.option(
+            "--workspace-id", "workspace_ids", multiple=True, metavar="ID", help=f"A workspace to {verb} (repeatable)."
+        )(f)
+
+    return decorate
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="clawfs")
 def cli() -> None:
@@ -77,20 +94,10 @@ def cli() -> None:
 
 @cli.command("migrate")
 @pg_url_option
-@click.option(
-    "--workspace-id",
-    "workspace_ids",
-    multiple=True,
-    metavar="ID",
-    help="A workspace to migrate (repeatable).",
-)
-@click.option("--all-workspaces", is_flag=True, help="Migrate every workspace of the source.")
-@click.option(
-    "--sqlite-path",
-    type=click.Path(path_type=Path),
-    default=None,
-    metavar="FILE",
-    help="Write the one workspace to this database file (its index goes beside it).",
+@selection_options(
+    "migrate",
+    "Migrate every workspace of the source.",
+    "Write the one workspace to this database file (its index goes beside it).",
 )
 @click.option("--batch-size", type=int, default=1000, show_default=True, help="Rows per write batch.")
 @click.option(
@@ -164,16 +171,10 @@ def migrate_command(
 
 @cli.command("verify")
 @pg_url_option
-@click.option(
-    "--workspace-id", "workspace_ids", multiple=True, metavar="ID", help="A workspace to verify (repeatable)."
-)
-@click.option("--all-workspaces", is_flag=True, help="Verify every workspace (and find any PostgreSQL lacks).")
-@click.option(
-    "--sqlite-path",
-    type=click.Path(path_type=Path),
-    default=None,
-    metavar="FILE",
-    help="Verify this database file (one --workspace-id).",
+@selection_options(
+    "verify",
+    "Verify every workspace (and find any PostgreSQL lacks).",
+    "Verify this database file (one --workspace-id).",
 )
 @click.option(
     "--sample",
@@ -230,15 +231,7 @@ def verify_command(
 
 @cli.command("sync")
 @pg_url_option
-@click.option("--workspace-id", "workspace_ids", multiple=True, metavar="ID", help="A workspace to sync (repeatable).")
-@click.option("--all-workspaces", is_flag=True, help="Sync every migrated workspace.")
-@click.option(
-    "--sqlite-path",
-    type=click.Path(path_type=Path),
-    default=None,
-    metavar="FILE",
-    help="Sync this database file (one --workspace-id).",
-)
+@selection_options("sync", "Sync every migrated workspace.", "Sync this database file (one --workspace-id).")
 @click.option("--batch-size", type=int, default=1000, show_default=True, help="Rows per SQLite transaction.")
 @click.option("--no-identities", is_flag=True, help="Do not sync agent identity files.")
 @click.option("--follow", is_flag=True, help="Keep syncing until interrupted (Ctrl-C).")
@@ -284,6 +277,61 @@ def sync_command(
     except KeyboardInterrupt:
         if not as_json:
             stdout.print("stopped")
+
+
+@cli.command("cutover")
+@pg_url_option
+@selection_options("cut over", "Every migrated workspace.")
+@click.option(
+    "--make-source-read-only",
+    is_flag=True,
+    help="First ALTER DATABASE ... SET default_transaction_read_only = on (needs the database owner).",
+)
+@click.option("--sample", type=int, default=100, show_default=True, help="Sampled searches in the verification.")
+@click.option("--no-identities", is_flag=True, help="Leave agent identity files out.")
+@common_options
+def cutover_command(
+    pg_url: str | None,
+    workspace_ids: tuple[str, ...],
+    all_workspaces: bool,
+    make_source_read_only: bool,
+    sample: int,
+    no_identities: bool,
+    verbose: bool,
+    as_json: bool,
+    root: Path,
+) -> None:
+    """Final sync and verification, optionally after making PostgreSQL read-only; then what to switch."""
+    setup_logging(verbose, None)
+    options = CutoverOptions(
+        workspaces=workspace_ids,
+        all_workspaces=all_workspaces,
+        make_source_read_only=make_source_read_only,
+        identities=not no_identities,
+        sample=sample,
+    )
+    progress = LiveProgress(sys.stderr)
+    try:
+        report = cutover(pg_url, root, options, progress)
+    finally:
+        progress.close()
+    if as_json:
+        print(json.dumps(report.asdict(), indent=2, ensure_ascii=False, default=json_default))
+        return
+    sync_table(report.sync, stdout)
+    verification_tables(report.verification, stdout)
+    if report.read_only_database:
+        stdout.print(f"PostgreSQL database {report.read_only_database!r} is now read-only for new sessions.")
+        if report.sessions_still_connected:
+            stdout.print(
+                f"warning: {report.sessions_still_connected} session(s) connected before the switch can still write"
+                " until they reconnect: stop them, then run cutover again"
+            )
+        stdout.print(f"To undo: {report.undo}")
+    stdout.print("\nSwitch the application to ClawFS:")
+    for workspace_id, database in report.workspaces:
+        stdout.print(f"  Workspace.open({str(root)!r}, {workspace_id!r})  # {database}")
+    stdout.print("migrate, verify and sync never wrote to PostgreSQL: to go back, point the application at it again.")
 
 
 @cli.command("search")

@@ -504,3 +504,34 @@ def _only(ids: Sequence[int] | None, column: str) -> sql.Composable:
     if ids is None:
         return sql.SQL("")
     return sql.SQL(" AND {} = ANY({}::int8[])").format(sql.SQL(column), sql.Literal([int(i) for i in ids]))
+
+
+@dataclass(frozen=True)
+class ReadOnlySwitch:
+    database: str
+    other_sessions: int  # sessions connected before the switch: they keep their setting until they reconnect
+
+
+def make_database_read_only(url: str | None) -> ReadOnlySwitch:
+    """`ALTER DATABASE <current> SET default_transaction_read_only = on` (the draft's "Disable PostgreSQL
+    writes"): the only statement clawfs ever writes to PostgreSQL, and only when asked (`cutover`).
+    Undo (from a session that is itself read-only by default now):
+    `BEGIN READ WRITE; ALTER DATABASE <db> RESET default_transaction_read_only; COMMIT`."""
+    secrets = [url_password(url or "")]
+    try:
+        with psycopg.connect(url or "", application_name="clawfs", connect_timeout=15, autocommit=True) as conn:
+            database = str(conn.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(sql.Identifier(database))
+            )
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND backend_type = 'client backend'"
+            ).fetchone()
+            return ReadOnlySwitch(database, int(row[0]) if row else 0)
+    except psycopg.errors.InsufficientPrivilege as e:
+        raise SourceError(
+            f"cannot make the database read-only: {_one_line(e, secrets)} (it takes the database owner or a superuser)"
+        ) from None
+    except psycopg.Error as e:
+        raise SourceError(f"cannot make the database read-only: {_one_line(e, secrets)}") from None

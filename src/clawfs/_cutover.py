@@ -1,0 +1,101 @@
+"""`cutover`: the end of the migration (draft §4.1 phase 5): optionally stop writes to PostgreSQL, a
+final sync, a full verification, then what the application must switch.
+
+Order: writes are stopped first (when asked), so that the final sync sees the last state; sessions
+already connected keep their old setting until they reconnect, so the report counts them. Rollback
+stays trivial: migrate, verify and sync never wrote to PostgreSQL, and the read-only switch is undone
+with one statement (printed in the report).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from ._sync import SyncOptions, SyncReport, sync
+from ._verify import VerificationReport, VerifyOptions, check_selection, verify
+from .errors import VerificationError
+from .progress import NULL_PROGRESS, Progress
+from .source import make_database_read_only
+
+
+@dataclass(frozen=True)
+class CutoverOptions:
+    workspaces: tuple[str, ...] = ()
+    all_workspaces: bool = False
+    make_source_read_only: bool = False
+    identities: bool = True
+    sample: int = 100
+
+    def __post_init__(self) -> None:  # checked before anything is switched
+        check_selection("cutover", self.workspaces, self.all_workspaces, None)
+        VerifyOptions(workspaces=("-",), sample=self.sample)
+
+
+@dataclass(frozen=True)
+class CutoverReport:
+    sync: SyncReport
+    verification: VerificationReport
+    read_only_database: str | None  # the database made read-only, if asked
+    sessions_still_connected: int
+    workspaces: tuple[tuple[str, str], ...]  # workspace id, database file
+    undo: str | None
+
+    def asdict(self) -> dict[str, Any]:
+        return {
+            "sync": self.sync.asdict(),
+            "verification": self.verification.asdict(),
+            "read_only_database": self.read_only_database,
+            "sessions_still_connected": self.sessions_still_connected,
+            "workspaces": [{"workspace_id": w, "database": d} for w, d in self.workspaces],
+            "undo": self.undo,
+        }
+
+
+def cutover(
+    pg_url: str | None,
+    root: str | os.PathLike[str],
+    options: CutoverOptions,
+    progress: Progress = NULL_PROGRESS,
+) -> CutoverReport:
+    """Final catch-up and proof; raises VerificationError (exit 3) when the copy is not exact."""
+    switch = make_database_read_only(pg_url) if options.make_source_read_only else None
+    synced = sync(
+        pg_url,
+        root,
+        SyncOptions(
+            workspaces=options.workspaces, all_workspaces=options.all_workspaces, identities=options.identities
+        ),
+        progress,
+    )
+    checked = verify(
+        pg_url,
+        root,
+        VerifyOptions(
+            workspaces=options.workspaces,
+            all_workspaces=options.all_workspaces,
+            sample=options.sample,
+            identities=options.identities,
+        ),
+        progress,
+    )
+    if not checked.ok:
+        raise VerificationError(
+            "after the final sync the workspaces still differ from PostgreSQL: "
+            + "; ".join(checked.errors[:5])
+            + ("" if switch is None else f" (database {switch.database} was made read-only; undo it to go back)")
+        )
+    return CutoverReport(
+        sync=synced,
+        verification=checked,
+        read_only_database=switch.database if switch else None,
+        sessions_still_connected=switch.other_sessions if switch else 0,
+        workspaces=tuple((w.workspace_id, w.database) for w in checked.workspaces),
+        # the session running the undo is read-only by default too: its transaction asks for READ WRITE
+        undo=(
+            f'BEGIN READ WRITE; ALTER DATABASE "{switch.database}" RESET default_transaction_read_only; COMMIT'
+            if switch
+            else None
+        ),
+    )
