@@ -46,6 +46,8 @@ REPORT_KEYS = {
     "notes",
     "seconds",
     "changes",
+    "lag_wal_bytes",
+    "lag_seconds",
 }
 
 # -- exact comparison of PostgreSQL and the workspaces ----------------------------------------------------
@@ -697,7 +699,10 @@ def test_a_sync_whose_connection_is_terminated_exits_4_and_leaves_the_workspace_
 
 # -- 5. --follow with a concurrent writer ---------------------------------------------------------------------
 
-FOLLOW_LINE = re.compile(r"^\d\d:\d\d:\d\d synced to \S+ in \d+\.\d s: (\d+) change\(s\); default: .*; ops: ")
+FOLLOW_LINE = re.compile(
+    r"^\d\d:\d\d:\d\d synced to \S+ in \d+\.\d s: (\d+) change\(s\); "
+    r"lag (?:[\d,]+ bytes of WAL, )?\d+\.\d s; default: .*; ops: "
+)
 
 
 class Follow:

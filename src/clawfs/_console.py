@@ -225,7 +225,7 @@ def sync_table(report: Any, console: Console, brief: bool = False) -> None:
         ]
         console.print(
             f"{datetime.now(UTC):%H:%M:%S} synced to {report.snapshot['wal_lsn']} in {report.seconds:.1f} s: "
-            f"{report.changes} change(s); {'; '.join(parts)}"
+            f"{report.changes} change(s); lag {_lag(report)}; {'; '.join(parts)}"
         )
         return
     table = Table(title=f"sync from {report.source} at WAL {report.snapshot['wal_lsn']}")
@@ -242,3 +242,8 @@ def sync_table(report: Any, console: Console, brief: bool = False) -> None:
     )
     for note in report.notes:
         console.print(f"note: {note}")
+
+
+def _lag(report: Any) -> str:
+    wal = f"{report.lag_wal_bytes:,} bytes of WAL, " if report.lag_wal_bytes is not None else ""
+    return f"{wal}{report.lag_seconds:.1f} s"

@@ -92,6 +92,10 @@ class SyncReport:
     notes: tuple[str, ...] = ()
     seconds: float = 0.0
     changes: int = field(default=0)
+    # how far the workspaces are behind PostgreSQL when the sync ends: WAL written since its snapshot, and
+    # the age of that snapshot (with --follow, add the interval for the worst case)
+    lag_wal_bytes: int | None = None
+    lag_seconds: float = 0.0
 
     def asdict(self) -> dict[str, Any]:
         return asdict(self)
@@ -142,6 +146,7 @@ def sync(
             if options.identities and options.sqlite_path is None:
                 written, removed = _sync_identities(source, layout)
             info = source.info
+            lag_wal_bytes = source.wal_behind()
     except BaseException as e:
         audit.record("end", result="failed", error=str(e))
         raise
@@ -159,6 +164,8 @@ def sync(
         notes=tuple(notes),
         seconds=seconds,
         changes=changes + written + removed,
+        lag_wal_bytes=lag_wal_bytes,
+        lag_seconds=time.perf_counter() - started,
     )
 
 

@@ -150,6 +150,18 @@ class Source:
                 self.conn.rollback()
             self.conn.close()
 
+    def wal_behind(self) -> int | None:
+        """Bytes of WAL written since this snapshot was taken (None where the server cannot say)."""
+        if self.info.snapshot_lsn is None:
+            return None
+        try:
+            row = self._query(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)::int8", [self.info.snapshot_lsn]
+            )
+        except SourceError:
+            return None
+        return int(row[0][0]) if row and row[0][0] is not None else None
+
     def export_snapshot(self) -> str:
         """An id other connections can join (`Source(url, snapshot=id)`) while this one stays open."""
         return str(self._query("SELECT pg_export_snapshot()")[0][0])
