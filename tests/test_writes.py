@@ -1248,3 +1248,15 @@ def test_a_single_add_and_a_single_update_are_complete(live: Path) -> None:
         assert ws.search(vector=other, k=1)[0].document_id == doc
         assert ws.search(vector=other, k=1)[0].metadata == {"k": 1}
         assert_clean(ws)
+
+
+def test_opening_and_searching_a_sound_workspace_writes_nothing(live: Path) -> None:
+    db = db_of(live)
+    before = (db.read_bytes(), index_of(live).read_bytes())
+
+    with Workspace.open(live, "default") as ws:
+        ws.search("alpha")
+        ws.search(vector=ws.document_vector(1))
+
+    assert (db.read_bytes(), index_of(live).read_bytes()) == before
+    assert not (db.parent / "workspace.db-wal").exists() or (db.parent / "workspace.db-wal").stat().st_size == 0

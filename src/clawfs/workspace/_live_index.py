@@ -24,6 +24,7 @@ import os
 import sqlite3
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,7 @@ LOG_SCHEMA = (
     f"CREATE TABLE IF NOT EXISTS {LOG_TABLE} (seq INTEGER PRIMARY KEY AUTOINCREMENT, vector_id INTEGER NOT NULL)"
 )
 REBUILD_BATCH = 4096
+Writer = sqlite3.Connection | Callable[[], sqlite3.Connection]
 
 
 def read_stamp(db: sqlite3.Connection) -> IndexStamp | None:
@@ -114,9 +116,10 @@ class LiveIndex:
 
     # -- keeping up with the database -------------------------------------------------------
 
-    def refresh(self, db: sqlite3.Connection, writer: sqlite3.Connection | None) -> None:
+    def refresh(self, db: sqlite3.Connection, writer: Writer | None) -> None:
         """Bring the in-memory state up to what `db` has committed (cheap when nothing changed).
-        A file that cannot be used is rebuilt: written through `writer`, or kept in memory without one."""
+        A file that cannot be used is rebuilt: written through `writer` (a connection, or a function that
+        opens one only when it is needed), or kept in memory without one."""
         with self.lock:
             stamp = read_stamp(db)
             if self.main is None or stamp != self.seen:
@@ -127,12 +130,12 @@ class LiveIndex:
                 self._replay(db, [vector_id for _, vector_id in entries])
                 self.applied = entries[-1][0]
 
-    def _load(self, db: sqlite3.Connection, stamp: IndexStamp | None, writer: sqlite3.Connection | None) -> None:
+    def _load(self, db: sqlite3.Connection, stamp: IndexStamp | None, writer: Writer | None) -> None:
         main, problem = self._open_file(stamp)
         if main is None or stamp is None:
             if stamp is not None or self.path.exists():
                 log.warning("the HNSW index %s %s: rebuilding it from the vectors table", self.path, problem)
-            self.rebuild(db, writer)
+            self.rebuild(db, writer if writer is None or isinstance(writer, sqlite3.Connection) else writer())
             return
         self.main, self.stamp = main, stamp
         self.masked = set()

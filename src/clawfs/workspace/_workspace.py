@@ -199,7 +199,7 @@ class Workspace:
             raise UsageError(f"workspace {self.workspace_id!r} has no vectors")
         if repair and self._writable():
             with self._write_lock:
-                self._live.refresh(self.db, self._write_db())
+                self._live.refresh(self.db, self._write_db)  # a writer is opened only for a repair
         else:
             self._live.refresh(self.db, None)
         return self._live
