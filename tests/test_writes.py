@@ -1260,3 +1260,68 @@ def test_opening_and_searching_a_sound_workspace_writes_nothing(live: Path) -> N
 
     assert (db.read_bytes(), index_of(live).read_bytes()) == before
     assert not (db.parent / "workspace.db-wal").exists() or (db.parent / "workspace.db-wal").stat().st_size == 0
+
+
+# -- two handles on one workspace (as two processes would have) -----------------------------------------
+
+
+def unit_vectors(seed: int, count: int, dimension: int) -> list[npt.NDArray[np.float32]]:
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(dimension).astype(np.float32) for _ in range(count)]
+
+
+def test_a_rebuild_never_installs_over_a_newer_save_by_another_handle(
+    live: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = Workspace.open(live, WS), Workspace.open(live, WS)
+    assert a.dimension is not None
+    vectors = unit_vectors(11, 5, a.dimension)
+    install = type(a._live)._install  # type: ignore[union-attr]
+
+    def b_saves_first(self: Any, db: sqlite3.Connection, index: Any, position: int) -> Any:
+        if self is a._live:
+            for n, v in enumerate(vectors):
+                b.add(f"written during the rebuild {n}", vectors=[v])
+            b.save_index()
+        return install(self, db, index, position)
+
+    monkeypatch.setattr(type(a._live), "_install", b_saves_first)
+    a.rebuild_index()
+    monkeypatch.undo()
+    a.close()
+    b.close()
+
+    with Workspace.open(live, WS) as fresh:
+        assert fresh.check() == []
+        for v in vectors:
+            assert fresh.search(vector=v, k=1)[0].score == pytest.approx(1.0, abs=1e-3)
+
+
+def test_a_handle_opened_while_another_saves_sees_every_vector(live: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from clawfs.workspace import _live_index
+
+    b = Workspace.open(live, WS)
+    assert b.dimension is not None
+    vectors = unit_vectors(12, 5, b.dimension)
+    open_file = _live_index.LiveIndex._open_file
+    fired: list[bool] = []
+
+    def b_saves_meanwhile(self: Any, stamp: Any) -> Any:
+        found = open_file(self, stamp)
+        if not fired:
+            fired.append(True)
+            for n, v in enumerate(vectors):
+                b.add(f"written while another opens {n}", vectors=[v])
+            b.save_index()
+        return found
+
+    monkeypatch.setattr(_live_index.LiveIndex, "_open_file", b_saves_meanwhile)
+    a = Workspace.open(live, WS)
+    monkeypatch.undo()
+    try:
+        for v in vectors:
+            assert a.search(vector=v, k=1)[0].score == pytest.approx(1.0, abs=1e-3)
+        assert a.check() == []
+    finally:
+        a.close()
+        b.close()

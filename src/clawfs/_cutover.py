@@ -15,7 +15,7 @@ from typing import Any
 
 from ._sync import SyncOptions, SyncReport, sync
 from ._verify import VerificationReport, VerifyOptions, check_selection, verify
-from .errors import VerificationError
+from .errors import ClawfsError, VerificationError
 from .progress import NULL_PROGRESS, Progress
 from .source import make_database_read_only
 
@@ -61,31 +61,39 @@ def cutover(
 ) -> CutoverReport:
     """Final catch-up and proof; raises VerificationError (exit 3) when the copy is not exact."""
     switch = make_database_read_only(pg_url) if options.make_source_read_only else None
-    synced = sync(
-        pg_url,
-        root,
-        SyncOptions(
-            workspaces=options.workspaces, all_workspaces=options.all_workspaces, identities=options.identities
-        ),
-        progress,
+    undo = (
+        f'BEGIN READ WRITE; ALTER DATABASE "{switch.database}" RESET default_transaction_read_only; COMMIT'
+        if switch is not None
+        else None
     )
-    checked = verify(
-        pg_url,
-        root,
-        VerifyOptions(
-            workspaces=options.workspaces,
-            all_workspaces=options.all_workspaces,
-            sample=options.sample,
-            identities=options.identities,
-        ),
-        progress,
-    )
-    if not checked.ok:
-        raise VerificationError(
-            "after the final sync the workspaces still differ from PostgreSQL: "
-            + "; ".join(checked.errors[:5])
-            + ("" if switch is None else f" (database {switch.database} was made read-only; undo it to go back)")
+    try:
+        synced = sync(
+            pg_url,
+            root,
+            SyncOptions(
+                workspaces=options.workspaces, all_workspaces=options.all_workspaces, identities=options.identities
+            ),
+            progress,
         )
+        checked = verify(
+            pg_url,
+            root,
+            VerifyOptions(
+                workspaces=options.workspaces,
+                all_workspaces=options.all_workspaces,
+                sample=options.sample,
+                identities=options.identities,
+            ),
+            progress,
+        )
+        if not checked.ok:
+            raise VerificationError(
+                "after the final sync the workspaces still differ from PostgreSQL: " + "; ".join(checked.errors[:5])
+            )
+    except ClawfsError as e:
+        if switch is not None:  # never leave production read-only without saying so
+            e.args = (f"{e} (database {switch.database!r} was made read-only first; to undo: {undo})",)
+        raise
     return CutoverReport(
         sync=synced,
         verification=checked,
@@ -93,9 +101,5 @@ def cutover(
         sessions_still_connected=switch.other_sessions if switch else 0,
         workspaces=tuple((w.workspace_id, w.database) for w in checked.workspaces),
         # the session running the undo is read-only by default too: its transaction asks for READ WRITE
-        undo=(
-            f'BEGIN READ WRITE; ALTER DATABASE "{switch.database}" RESET default_transaction_read_only; COMMIT'
-            if switch
-            else None
-        ),
+        undo=undo,
     )

@@ -287,7 +287,11 @@ def _sync_identities(source: Source, layout: Layout) -> tuple[int, int]:
     for row in rows:
         path = layout.agent_file(row.agent_id)
         known.add(path.parent.name)
-        data = identity_bytes(row)
+        try:
+            data = identity_bytes(row)
+        except ValueError as e:
+            _refuse(BadRowError("agent_identities", row.agent_id, str(e)))
+            continue
         if path.is_file() and path.read_bytes() == data:
             continue
         make_private_dir(path.parent)

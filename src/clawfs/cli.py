@@ -457,7 +457,10 @@ def index_rebuild_command(workspace_id: str, verbose: bool, as_json: bool, root:
 def backup_command(workspace_id: str, destination: Path, verbose: bool, as_json: bool, root: Path) -> None:
     """Copy a workspace consistently (it may be in use): database, index and a manifest."""
     setup_logging(verbose, None)
-    report = backup(root, workspace_id, destination)
+    try:
+        report = backup(root, workspace_id, destination)
+    except OSError as e:
+        raise WorkspaceError(f"backup to {destination} failed: {e.strerror or e}") from None
     if as_json:
         print(json.dumps(asdict(report), indent=2, ensure_ascii=False))
         return
@@ -475,7 +478,10 @@ def backup_command(workspace_id: str, destination: Path, verbose: bool, as_json:
 def restore_command(backup_dir: Path, replace: bool, verbose: bool, as_json: bool, root: Path) -> None:
     """Restore a backup into the root, checked before it is put in place."""
     setup_logging(verbose, None)
-    report = restore(backup_dir, root, replace=replace)
+    try:
+        report = restore(backup_dir, root, replace=replace)
+    except OSError as e:
+        raise WorkspaceError(f"restore from {backup_dir} failed: {e.strerror or e}") from None
     if as_json:
         print(json.dumps(asdict(report), indent=2, ensure_ascii=False))
         return

@@ -79,6 +79,8 @@ def backup(root: str | os.PathLike[str], workspace_id: str | None, destination: 
         raise WorkspaceError(f"no workspace database at {source_db}")
     if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
         raise UsageError(f"{destination} exists and is not an empty directory")
+    if not destination.parent.is_dir():
+        raise UsageError(f"{destination.parent} is not a directory")
     staging = destination.with_name(f".{destination.name}.clawfs-backup-{uuid.uuid4().hex[:12]}")
     make_private_dir(staging)
     try:
@@ -227,9 +229,14 @@ def _read_manifest(backup_dir: Path) -> dict[str, Any]:
     files = manifest.get("files")
     if (
         not isinstance(manifest.get("workspace_id"), str)
+        or not all(isinstance(manifest.get(k), int) for k in ("documents", "vectors"))
         or not isinstance(files, dict)
         or DB_NAME not in files
         or not set(files) <= {DB_NAME, INDEX_NAME}
+        or not all(
+            isinstance(f, dict) and isinstance(f.get("bytes"), int) and isinstance(f.get("sha256"), str)
+            for f in files.values()
+        )
     ):
         raise WorkspaceError(f"the backup manifest {path} is incomplete")
     return manifest

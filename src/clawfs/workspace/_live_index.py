@@ -82,13 +82,14 @@ def log_entries(db: sqlite3.Connection, after: int) -> list[tuple[int, int]]:
 
 
 def log_position(db: sqlite3.Connection) -> int:
+    """The last log entry ever written (AUTOINCREMENT keeps it in sqlite_sequence after trimming)."""
     try:
-        row = db.execute(f"SELECT max(seq) FROM {LOG_TABLE}").fetchone()
+        row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (LOG_TABLE,)).fetchone()
     except sqlite3.OperationalError as e:
-        if "no such table" in str(e):
+        if "no such table" in str(e):  # no AUTOINCREMENT table yet: no write ever happened
             return 0
         raise
-    return int(row[0] or 0)
+    return int(row[0]) if row and row[0] is not None else 0
 
 
 def embeddings_of(db: sqlite3.Connection, ids: list[int]) -> dict[int, bytes]:
@@ -112,6 +113,7 @@ class LiveIndex:
         self.masked: set[int] = set()
         self.delta = new_index(dimension, params)
         self.applied = 0  # the last log entry replayed
+        self.problem = ""  # why the file could not be used, when it could not
         self.ef_search = params.ef_search
 
     # -- keeping up with the database -------------------------------------------------------
@@ -121,26 +123,40 @@ class LiveIndex:
         A file that cannot be used is rebuilt: written through `writer` (a connection, or a function that
         opens one only when it is needed), or kept in memory without one."""
         with self.lock:
-            stamp = read_stamp(db)
-            if self.main is None or stamp != self.seen:
-                self._load(db, stamp, writer)
-                self.seen = read_stamp(db) if writer is not None else stamp  # a repair writes a new stamp
-            entries = log_entries(db, self.applied)
-            if entries:
-                self._replay(db, [vector_id for _, vector_id in entries])
-                self.applied = entries[-1][0]
+            for _ in range(3):  # a rebuild, or another process's save meanwhile, means reading again
+                db.execute("BEGIN")  # the stamp and the log it leaves to replay, from one snapshot
+                try:
+                    stamp = read_stamp(db)
+                    reload = self.main is None or stamp != self.seen
+                    entries = log_entries(db, (stamp.log_position if stamp else 0) if reload else self.applied)
+                finally:
+                    db.execute("COMMIT")
+                if reload and not self._load(stamp):
+                    if stamp is not None or self.path.exists():
+                        log.warning(
+                            "the HNSW index %s %s: rebuilding it from the vectors table", self.path, self.problem
+                        )
+                    opened = writer if writer is None or isinstance(writer, sqlite3.Connection) else writer()
+                    self.rebuild(db, opened)
+                    if opened is None:
+                        self.seen = stamp  # built in memory for this unusable file: not again until the stamp changes
+                    continue
+                if entries:
+                    self._replay(db, [vector_id for _, vector_id in entries])
+                    self.applied = entries[-1][0]
+                return
 
-    def _load(self, db: sqlite3.Connection, stamp: IndexStamp | None, writer: Writer | None) -> None:
+    def _load(self, stamp: IndexStamp | None) -> bool:
+        """Map the file `stamp` names; False when it is missing, stale or damaged."""
         main, problem = self._open_file(stamp)
         if main is None or stamp is None:
-            if stamp is not None or self.path.exists():
-                log.warning("the HNSW index %s %s: rebuilding it from the vectors table", self.path, problem)
-            self.rebuild(db, writer if writer is None or isinstance(writer, sqlite3.Connection) else writer())
-            return
-        self.main, self.stamp = main, stamp
+            self.problem = problem
+            return False
+        self.main, self.stamp, self.seen = main, stamp, stamp
         self.masked = set()
         self.delta = new_index(self.dimension, self.params)
         self.applied = stamp.log_position
+        return True
 
     def _open_file(self, stamp: IndexStamp | None) -> tuple[Index | None, str]:
         """The index file memory-mapped, if it is the one `stamp` describes; else why not."""
@@ -270,27 +286,35 @@ class LiveIndex:
             return self._install(writer, index, position)
 
     def _install(self, db: sqlite3.Connection, index: Index, position: int) -> IndexStamp:
-        """Save to a temporary file, rename it over the index, then record its stamp and trim the log.
-        A crash between the rename and the commit leaves a file that does not match the stamp: it is
-        rebuilt on the next open (and replaying the log on top of it would still be correct)."""
+        """Save to a temporary file; then, holding SQLite's write lock (so no other process installs in
+        between), rename it over the index, record its stamp, trim the log, and commit. A file older than
+        one another process installed meanwhile (a lower log position) is thrown away: installing it would
+        lose the log entries that process trimmed. A crash between the rename and the commit leaves a file
+        that does not match the stamp: it is rebuilt on the next open."""
         tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
         try:
             stamp = save_index(index, tmp, position)
             fsync_path(tmp)
-            os.replace(tmp, self.path)
-            fsync_path(self.path.parent)
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                current = read_stamp(db)
+                if current is not None and current.log_position > position:
+                    db.execute("ROLLBACK")
+                    self.refresh(db, None)
+                    return current
+                os.replace(tmp, self.path)
+                fsync_path(self.path.parent)
+                db.execute("INSERT OR REPLACE INTO metadata VALUES ('hnsw_index', ?)", (json.dumps(stamp.as_dict()),))
+                if position:
+                    db.execute(f"DELETE FROM {LOG_TABLE} WHERE seq <= ?", (position,))
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
         finally:
             if tmp.exists():
                 tmp.unlink()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.execute("INSERT OR REPLACE INTO metadata VALUES ('hnsw_index', ?)", (json.dumps(stamp.as_dict()),))
-            if log_position(db):
-                db.execute(f"DELETE FROM {LOG_TABLE} WHERE seq <= ?", (position,))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         main = Index.restore(str(self.path), view=True)
         assert main is not None
         self.main, self.stamp, self.seen, self.applied = main, stamp, stamp, position
