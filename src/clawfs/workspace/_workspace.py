@@ -17,6 +17,7 @@ several threads (one read connection per thread); writes are serialised.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -34,6 +35,8 @@ from ..errors import UsageError, WorkspaceError
 from ._index import HnswParams, IndexStamp
 from ._layout import DB_NAME, Layout, index_path_for
 from ._live_index import LOG_SCHEMA, LOG_TABLE, LiveIndex
+
+log = logging.getLogger("clawfs")
 
 RRF_K = 60
 SYNC_SCHEMA = "CREATE TABLE IF NOT EXISTS clawfs_sync (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
@@ -174,17 +177,20 @@ class Workspace:
 
     def close(self) -> None:
         """Fold many pending index changes into the index file, then close every connection."""
-        with self._write_lock:
-            if self._live is not None and self._writer is not None and self._live.pending >= AUTO_SAVE_CHANGES:
-                self._live.save(self._writer)
-            if self._writer is not None:
-                self._writer.close()
-                self._writer = None
-        with self._readers_lock:
-            for conn in self._readers:
-                conn.close()
-            self._readers.clear()
-        self._local = threading.local()
+        try:
+            with self._write_lock:
+                if self._live is not None and self._writer is not None and self._live.pending >= AUTO_SAVE_CHANGES:
+                    self._live.save(self._writer)  # on failure the changes stay in the log: nothing is lost
+        finally:
+            with self._write_lock:
+                if self._writer is not None:
+                    self._writer.close()
+                    self._writer = None
+            with self._readers_lock:
+                for conn in self._readers:
+                    conn.close()
+                self._readers.clear()
+            self._local = threading.local()
 
     def __enter__(self) -> Workspace:
         return self
@@ -527,11 +533,17 @@ class Workspace:
         return _Transaction(self)
 
     def _after_commit(self) -> None:
-        if self._live is not None and self._writer is not None:
+        """The index follows the committed write. A failure here must not look like a failed write (a
+        retry would add the document twice): the log holds the change, the next search replays it."""
+        if self._live is None or self._writer is None:
+            return
+        try:
             if self._live.main is None and self._live.stamp is None:
                 self._live.refresh(self._writer, self._writer)  # a workspace's first vectors: write its index
             else:
                 self._live.refresh(self._writer, None)
+        except (sqlite3.Error, OSError, RuntimeError) as e:
+            log.warning("the write is committed; the HNSW index will catch up on the next search (%s)", e)
 
     # -- consistency --------------------------------------------------------------------------
 
