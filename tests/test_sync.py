@@ -48,6 +48,7 @@ REPORT_KEYS = {
     "changes",
     "lag_wal_bytes",
     "lag_seconds",
+    "skipped",
 }
 
 # -- exact comparison of PostgreSQL and the workspaces ----------------------------------------------------

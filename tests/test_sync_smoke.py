@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from clawfs import MigrateOptions, SyncOptions, VerifyOptions, Workspace, migrate, sync, verify
-from cli_runner import fill_store
+from cli_runner import fill_store, run_cli
 from pgstore import PgStore
 
 
@@ -43,3 +45,26 @@ def test_sync_applies_inserts_updates_deletes_metadata_and_identities(pg: PgStor
     assert not (root / "agents" / "agent-2").exists()
     again = sync(pg.url, root, SyncOptions(all_workspaces=True))
     assert again.changes == 0
+
+
+def test_sync_after_a_migration_that_skipped_bad_rows(
+    pg: PgStore, root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fill_store(pg, documents=3)
+    pg.sql("ALTER TABLE vectors ALTER COLUMN created_at DROP NOT NULL")
+    pg.sql("UPDATE vectors SET created_at = NULL WHERE id = 2")
+    migrate(pg.url, root, MigrateOptions(all_workspaces=True, on_bad_row="skip"))
+    new = pg.add_documents([{"workspace_id": "default", "content": "zebra crossing", "metadata": None}])[0]
+
+    refused = run_cli(capsys, "sync", "--pg-url", pg.url, "--root", root, "--all-workspaces")
+    assert refused.code == 4 and len(refused.error_lines) == 1
+    assert "vectors" in refused.error and "2" in refused.error
+
+    done = run_cli(capsys, "sync", "--pg-url", pg.url, "--root", root, "--all-workspaces", "--on-bad-row", "skip")
+    assert done.code == 0, done.stderr
+    assert "skipped (bad row): vectors id 2" in done.stdout
+    with Workspace.open(root, "default") as ws:
+        assert [h.document_id for h in ws.search("zebra")] == [new]
+        assert ws.check() == []
+    again = sync(pg.url, root, SyncOptions(all_workspaces=True, on_bad_row="skip"))
+    assert again.changes == 0 and [(r.table, r.id) for r in again.skipped] == [("vectors", 2)]

@@ -155,6 +155,8 @@ def migration_tables(report: MigrationReport, console: Console) -> None:
         console.print(f"  {check.workspace_id}: {tables}; {figures}", markup=False, highlight=False)
     for skipped in report.skipped:
         console.print(f"SKIPPED {skipped.table} id={skipped.id}: {skipped.reason}")
+    for row in report.skipped:
+        console.print(f"skipped (bad row): {row.table} id {row.id}: {row.reason}")
     for note in report.notes:
         console.print(f"note: {note}")
 
@@ -240,6 +242,8 @@ def sync_table(report: Any, console: Console, brief: bool = False) -> None:
         f"identity files written: {report.identities_written}, removed: {report.identities_removed}; "
         f"{report.changes} change(s) in {report.seconds:.1f} s; every workspace now matches PostgreSQL's checksums"
     )
+    for row in report.skipped:
+        console.print(f"skipped (bad row): {row.table} id {row.id}: {row.reason}")
     for note in report.notes:
         console.print(f"note: {note}")
 

@@ -32,6 +32,7 @@ from ._verify import CHECKSUM_TABLES, check_selection, workspaces_on_disk
 from .audit import AuditLog
 from .errors import BadRowError, SourceError, UsageError, WorkspaceError
 from .progress import NULL_PROGRESS, Progress
+from .report import SkippedRow
 from .source import Source
 from .workspace import (
     CLAWFS_METADATA_KEYS,
@@ -54,11 +55,14 @@ class SyncOptions:
     sqlite_path: Path | None = None
     batch_size: int = 1000
     identities: bool = True
+    on_bad_row: str = "fail"  # or "skip": bad source rows are listed and left out (as migrate does)
 
     def __post_init__(self) -> None:
         check_selection("sync", self.workspaces, self.all_workspaces, self.sqlite_path)
         if self.batch_size < 1:
             raise UsageError("--batch-size must be at least 1")
+        if self.on_bad_row not in ("fail", "skip"):
+            raise UsageError("--on-bad-row must be one of fail, skip")
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,7 @@ class SyncReport:
     identities_written: int
     identities_removed: int
     notes: tuple[str, ...] = ()
+    skipped: tuple[SkippedRow, ...] = ()
     seconds: float = 0.0
     changes: int = field(default=0)
     # how far the workspaces are behind PostgreSQL when the sync ends: WAL written since its snapshot, and
@@ -115,6 +120,7 @@ def sync(
     audit.record("start", options={"workspaces": list(options.workspaces), "all": options.all_workspaces})
     notes: list[str] = []
     results = []
+    bad = _BadRows(options.on_bad_row)
     try:
         with Source(pg_url) as source:
             known = source.workspace_ids()
@@ -133,7 +139,7 @@ def sync(
                 db = options.sqlite_path or layout.workspace_db(ws)
                 if not db.is_file():
                     raise WorkspaceError(f"no workspace {ws!r} at {db}: migrate it first")
-                result = _sync_workspace(source, db, ws, options.batch_size)
+                result = _sync_workspace(source, db, ws, options.batch_size, bad)
                 results.append(result)
                 audit.record(
                     "workspace",
@@ -144,7 +150,7 @@ def sync(
                 progress.advance("sync", 1)
             written = removed = 0
             if options.identities and options.sqlite_path is None:
-                written, removed = _sync_identities(source, layout)
+                written, removed = _sync_identities(source, layout, bad)
             info = source.info
             lag_wal_bytes = source.wal_behind()
     except BaseException as e:
@@ -162,6 +168,7 @@ def sync(
         identities_written=written,
         identities_removed=removed,
         notes=tuple(notes),
+        skipped=tuple(bad.rows),
         seconds=seconds,
         changes=changes + written + removed,
         lag_wal_bytes=lag_wal_bytes,
@@ -169,7 +176,7 @@ def sync(
     )
 
 
-def _sync_workspace(source: Source, db_path: Path, workspace_id: str, batch_size: int) -> WorkspaceSync:
+def _sync_workspace(source: Source, db_path: Path, workspace_id: str, batch_size: int, bad: _BadRows) -> WorkspaceSync:
     info = source.info
     position = {"wal_lsn": str(info.snapshot_lsn), "snapshot": str(info.snapshot_xmin)}
     with Workspace.open(db_path) as ws:
@@ -188,14 +195,18 @@ def _sync_workspace(source: Source, db_path: Path, workspace_id: str, batch_size
         if vecs_upsert and ws.dimension is None and info.dimension is not None:
             ws.ensure_dimension(info.dimension)
         for batch in _chunks(sorted(docs_upsert), batch_size):
-            rows = list(source.read_documents([workspace_id], _refuse, ids=batch))
+            rows = list(source.read_documents([workspace_id], bad, ids=batch))
             ws.apply_rows(documents=rows, state={**state, "status": "documents"})
         for batch in _chunks(sorted(vecs_upsert), batch_size):
             vectors: list[tuple[int, int, bytes, str]] = []
-            for b in source.read_vectors([workspace_id], batch_size, _refuse, include_orphans=False, ids=batch):
+            for b in source.read_vectors([workspace_id], batch_size, bad, include_orphans=False, ids=batch):
                 raw = np.ascontiguousarray(b.embeddings, dtype="<f4")
                 owners = zip(b.ids.tolist(), b.document_ids.tolist(), b.created_at, strict=True)
-                vectors += [(i, d, raw[n].tobytes(), c) for n, (i, d, c) in enumerate(owners)]
+                for n, (i, d, c) in enumerate(owners):
+                    if d in bad.ids("documents"):
+                        bad(BadRowError("vectors", i, f"its document {d} was skipped"))
+                    else:
+                        vectors.append((i, d, raw[n].tobytes(), c))
             ws.apply_rows(vectors=vectors, state={**state, "status": "vectors"})
         for batch in _chunks(sorted(vecs_delete), batch_size):
             ws.apply_rows(delete_vectors=batch, state={**state, "status": "vectors"})
@@ -203,11 +214,11 @@ def _sync_workspace(source: Source, db_path: Path, workspace_id: str, batch_size
             ws.apply_rows(delete_documents=batch, state={**state, "status": "documents"})
         metadata_changed = _sync_metadata(source, ws, theirs)
         ws.apply_rows(state={**state, "status": "done", "synced_at": _now()})
-        in_sync = all(_workspace_sums(ws, t) == theirs[t] for t in CHECKSUM_TABLES)
+        in_sync = all(_still_differing(source, ws, workspace_id, t, theirs[t]) <= bad.ids(t) for t in CHECKSUM_TABLES)
         if not in_sync:
             raise WorkspaceError(f"workspace {workspace_id!r} still differs from PostgreSQL after sync; run it again")
         tables = tuple(
-            TableChanges(t, inserted=new, updated=len(upsert) - new, deleted=len(delete))
+            TableChanges(t, inserted=len(new - bad.ids(t)), updated=len(upsert - new - bad.ids(t)), deleted=len(delete))
             for t, (upsert, delete, new) in changes.items()
         )
         return WorkspaceSync(workspace_id, str(db_path), tables, metadata_changed, in_sync)
@@ -215,12 +226,12 @@ def _sync_workspace(source: Source, db_path: Path, workspace_id: str, batch_size
 
 def _differences(
     source: Source, ws: Workspace, workspace_id: str, table: str, theirs: dict[int, RangeSum]
-) -> tuple[set[int], set[int], int]:
-    """(ids to insert or update, ids to delete, how many of the first are new), by range checksums."""
+) -> tuple[set[int], set[int], set[int]]:
+    """(ids to insert or update, ids to delete, which of the first are new), by range checksums."""
     ours = _workspace_sums(ws, table)
     differing = sorted(r for r in theirs.keys() | ours.keys() if theirs.get(r) != ours.get(r))
     if not differing:
-        return set(), set(), 0
+        return set(), set(), set()
     their_rows = source.row_hashes(table, workspace_id, differing)
     files = WorkspaceFiles(ws.path)
     try:
@@ -229,7 +240,7 @@ def _differences(
         files.close()
     upsert = {i for i, h in their_rows.items() if our_rows.get(i) != h}
     delete = set(our_rows) - set(their_rows)
-    return upsert, delete, len(upsert - set(our_rows))
+    return upsert, delete, upsert - set(our_rows)
 
 
 def _workspace_sums(ws: Workspace, table: str) -> dict[int, RangeSum]:
@@ -279,10 +290,10 @@ def _sync_metadata(source: Source, ws: Workspace, theirs: dict[str, dict[int, Ra
     return len(changed) + len(gone)
 
 
-def _sync_identities(source: Source, layout: Layout) -> tuple[int, int]:
+def _sync_identities(source: Source, layout: Layout, bad: _BadRows) -> tuple[int, int]:
     """Identity files rewritten where their row changed, removed where the row is gone."""
     written = removed = 0
-    rows = source.read_identities(_refuse)
+    rows = source.read_identities(bad)
     known = set()
     for row in rows:
         path = layout.agent_file(row.agent_id)
@@ -290,7 +301,7 @@ def _sync_identities(source: Source, layout: Layout) -> tuple[int, int]:
         try:
             data = identity_bytes(row)
         except ValueError as e:
-            _refuse(BadRowError("agent_identities", row.agent_id, str(e)))
+            bad(BadRowError("agent_identities", row.agent_id, str(e)))
             continue
         if path.is_file() and path.read_bytes() == data:
             continue
@@ -307,8 +318,28 @@ def _sync_identities(source: Source, layout: Layout) -> tuple[int, int]:
     return written, removed
 
 
-def _refuse(error: BadRowError) -> None:
-    raise SourceError(f"cannot sync a bad row: {error}")
+class _BadRows:
+    """What sync does with a bad source row: stop (exit 4, the row named) or list it and leave it out."""
+
+    def __init__(self, policy: str) -> None:
+        self.policy = policy
+        self.rows: list[SkippedRow] = []
+
+    def __call__(self, error: BadRowError) -> None:
+        if self.policy == "fail":
+            raise SourceError(f"cannot sync a bad row: {error} (--on-bad-row skip leaves such rows out)")
+        self.rows.append(SkippedRow(error.table, error.row_id, error.reason))
+
+    def ids(self, table: str) -> set[Any]:
+        return {row.id for row in self.rows if row.table == table}
+
+
+def _still_differing(
+    source: Source, ws: Workspace, workspace_id: str, table: str, theirs: dict[int, RangeSum]
+) -> set[int]:
+    """Ids whose rows still differ between PostgreSQL and the workspace (none when the checksums agree)."""
+    upsert, delete, _ = _differences(source, ws, workspace_id, table, theirs)
+    return upsert | delete
 
 
 def _chunks(items: Sequence[int], size: int) -> list[list[int]]:

@@ -234,6 +234,13 @@ def verify_command(
 @selection_options("sync", "Sync every migrated workspace.", "Sync this database file (one --workspace-id).")
 @click.option("--batch-size", type=int, default=1000, show_default=True, help="Rows per SQLite transaction.")
 @click.option("--no-identities", is_flag=True, help="Do not sync agent identity files.")
+@click.option(
+    "--on-bad-row",
+    type=click.Choice(BAD_ROW_POLICIES),
+    default="fail",
+    show_default=True,
+    help="What to do with a bad source row: stop, or list it and leave it out.",
+)
 @click.option("--follow", is_flag=True, help="Keep syncing until interrupted (Ctrl-C).")
 @click.option("--interval", type=float, default=10.0, show_default=True, help="Seconds between rounds with --follow.")
 @common_options
@@ -244,6 +251,7 @@ def sync_command(
     sqlite_path: Path | None,
     batch_size: int,
     no_identities: bool,
+    on_bad_row: str,
     follow: bool,
     interval: float,
     verbose: bool,
@@ -258,6 +266,7 @@ def sync_command(
         sqlite_path=sqlite_path,
         batch_size=batch_size,
         identities=not no_identities,
+        on_bad_row=on_bad_row,
     )
     if interval <= 0:
         raise UsageError("--interval must be positive")
