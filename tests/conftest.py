@@ -7,6 +7,7 @@ suite at any other server instead (it needs CREATEDB and the vector extension av
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -52,22 +53,31 @@ def _versions() -> tuple[int, ...]:
     return (0,) if os.environ.get("CLAWFS_TEST_PG_URL") else PG_VERSIONS
 
 
-@pytest.fixture(params=_versions(), ids=lambda v: f"pg{v}" if v else "pg")
-def pg(request: pytest.FixtureRequest) -> Iterator[PgStore]:
-    """A fresh, empty database with pgvector on a real server (each PostgreSQL version in turn)."""
-    url = server_url(request.param)
+@contextlib.contextmanager
+def fresh_store(version: int) -> Iterator[PgStore]:
+    """A fresh, empty database with pgvector on the server of that version, dropped afterwards with the
+    roles tests made for it (the `pg` fixture, usable from fixtures of any scope)."""
+    url = server_url(version)
     dbname = f"t_{uuid.uuid4().hex[:16]}"
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
     db_url = with_database(url, dbname)
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION vector")
-    store = PgStore(url=db_url, dbname=dbname, server_url=url)
-    yield store
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(dbname)))
-        for (role,) in conn.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s", [dbname + "%"]):
-            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+    try:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION vector")
+        yield PgStore(url=db_url, dbname=dbname, server_url=url)
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(dbname)))
+            for (role,) in conn.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s", [dbname + "%"]):
+                conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+@pytest.fixture(params=_versions(), ids=lambda v: f"pg{v}" if v else "pg")
+def pg(request: pytest.FixtureRequest) -> Iterator[PgStore]:
+    """A fresh, empty database with pgvector on a real server (each PostgreSQL version in turn)."""
+    with fresh_store(request.param) as store:
+        yield store
 
 
 @pytest.fixture

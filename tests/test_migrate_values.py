@@ -15,7 +15,6 @@ import re
 import shutil
 import sqlite3
 import stat
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +23,11 @@ from typing import Any
 import numpy as np
 import psycopg
 import pytest
-from psycopg import sql
 from usearch.index import Index, MetricKind
 
 from clawfs import HnswParams, MigrateOptions, MigrationReport, Workspace, migrate
-from conftest import PG_VERSIONS, server_url
-from pgstore import PgStore, with_database
+from conftest import PG_VERSIONS, fresh_store
+from pgstore import PgStore
 
 pytestmark = pytest.mark.pg
 
@@ -39,23 +37,6 @@ TIMESTAMP_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
 
 # ---------------------------------------------------------------------------------------------
 # helpers
-
-
-@contextlib.contextmanager
-def fresh_store(version: int) -> Iterator[PgStore]:
-    """A fresh database with pgvector on the server of that version (like the `pg` fixture, any scope)."""
-    url = server_url(version)
-    dbname = f"t_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-    db_url = with_database(url, dbname)
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION vector")
-    try:
-        yield PgStore(url=db_url, dbname=dbname, server_url=url)
-    finally:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(dbname)))
 
 
 def query(db_path: Path, text: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

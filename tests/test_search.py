@@ -15,12 +15,10 @@ PostgreSQL version; one test migrates it again on every version through the CLI 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import threading
-import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -28,16 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from psycopg import sql
 
 from clawfs import Hit, MigrateOptions, UsageError, Workspace, migrate
 from cli_runner import ERROR_PREFIX, Result, run_cli, run_process
-from conftest import PG_VERSIONS, server_url
-from pgstore import PgStore, with_database
+from conftest import PG_VERSIONS, fresh_store
+from pgstore import PgStore
 
 pytestmark = pytest.mark.pg
 
@@ -78,23 +74,6 @@ MULTI = 6
 
 
 # -- the corpus, migrated once ----------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def fresh_store(version: int) -> Iterator[PgStore]:
-    """A fresh database with pgvector (like the `pg` fixture, for a module-scoped fixture)."""
-    url = server_url(version)
-    dbname = f"t_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-    db_url = with_database(url, dbname)
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION vector")
-    try:
-        yield PgStore(url=db_url, dbname=dbname, server_url=url)
-    finally:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(dbname)))
 
 
 def fill_corpus(pg: PgStore) -> None:

@@ -30,7 +30,6 @@ import subprocess
 import sys
 import threading
 import traceback
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,14 +39,13 @@ import numpy as np
 import numpy.typing as npt
 import psycopg
 import pytest
-from psycopg import sql
 from usearch.index import Index
 
 from clawfs import KEEP, MigrateOptions, UsageError, Workspace, migrate
 from clawfs.workspace._layout import fsync_path
 from cli_runner import Result, build_leftovers, run_cli
-from conftest import server_url
-from pgstore import PgStore, with_database
+from conftest import fresh_store
+from pgstore import PgStore
 
 pytestmark = pytest.mark.pg
 
@@ -99,21 +97,10 @@ def fill_template(pg: PgStore) -> None:
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    url = server_url(16)
-    dbname = f"t_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-    try:
-        db_url = with_database(url, dbname)
-        with psycopg.connect(db_url, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION vector")
-        pg = PgStore(url=db_url, dbname=dbname, server_url=url)
+    with fresh_store(16) as pg:
         fill_template(pg)
         root = tmp_path_factory.mktemp("writes-template") / "clawfs"
         migrate(pg.url, root, MigrateOptions(all_workspaces=True, sample=20))
-    finally:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(dbname)))
     return root
 
 
