@@ -1312,3 +1312,17 @@ def test_a_handle_opened_while_another_saves_sees_every_vector(live: Path, monke
     finally:
         a.close()
         b.close()
+
+
+def test_a_vector_of_the_wrong_size_stops_an_index_rebuild_with_one_line(
+    live: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = sqlite3.connect(db_of(live))
+    with db:
+        db.execute("UPDATE vectors SET embedding = x'00000000' WHERE id = (SELECT min(id) FROM vectors)")
+    db.close()
+
+    result = run_cli(capsys, "index", "rebuild", "--workspace-id", WS, "--root", live)
+
+    assert result.code == 5
+    assert len(result.error_lines) == 1 and "float32 values" in result.error

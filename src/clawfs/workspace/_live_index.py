@@ -271,11 +271,12 @@ class LiveIndex:
                 cursor = db.execute("SELECT id, embedding FROM vectors ORDER BY id")
                 while rows := cursor.fetchmany(REBUILD_BATCH):
                     keys = np.asarray([r[0] for r in rows], dtype=np.int64)
-                    vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
-                    if vectors.shape[1] != self.dimension:
+                    wrong = [r[0] for r in rows if not isinstance(r[1], bytes) or len(r[1]) != 4 * self.dimension]
+                    if wrong:
                         raise WorkspaceError(
-                            f"vectors of {vectors.shape[1]} dimensions in a workspace of {self.dimension}"
+                            f"cannot build the HNSW index: vector {wrong[0]} is not {self.dimension} float32 values"
                         )
+                    vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
                     add_to_index(index, keys, vectors)
             finally:
                 db.execute("COMMIT")
