@@ -9,7 +9,7 @@ import json
 import re
 import sqlite3
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import numpy as np
@@ -23,6 +23,7 @@ from clawfs._values import (
     INT64_MAX,
     INT64_MIN,
     blob_to_embedding,
+    datetime_text,
     decode_id,
     embedding_to_blob,
     encode_id,
@@ -680,3 +681,12 @@ def test_identity_document_is_utf8_not_unicode_escapes() -> None:
 def test_identity_with_a_state_that_is_not_an_object_is_refused(state: str) -> None:
     with pytest.raises(ValueError):
         identity(state=state)
+
+
+@given(st.datetimes(timezones=st.just(UTC)))
+@example(datetime(1, 1, 1, tzinfo=UTC))
+@example(datetime(999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC))
+def test_datetime_text_is_the_design_format_with_four_digit_years(value: datetime) -> None:
+    text = datetime_text(value)
+    assert text == f"{value.year:04d}-" + value.strftime("%m-%dT%H:%M:%S.%fZ")
+    assert datetime.fromisoformat(text) == value

@@ -15,13 +15,12 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ._checksum import FORM as CHECKSUM_FORM
 from ._checksum import RangeSum, total
-from ._values import encode_id, redact_url, scrub, url_password
+from ._values import encode_id, now_text, redact_url, scrub, url_password
 from ._verify import (
     CHECKSUM_TABLES,
     SourceEvidence,
@@ -91,10 +90,6 @@ def migrate(
 ) -> MigrationReport:
     """Migrate the chosen workspaces of an IronClaw store into the ClawFS root `root`."""
     return _Migration(pg_url, Path(root), options, progress).run()
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class _Migration:
@@ -367,7 +362,7 @@ class _Migration:
                 **self.options.hnsw.metadata(),
                 "workspace_id": builder.workspace_id,
                 "schema_version": SCHEMA_VERSION,
-                "migrated_at": _now(),
+                "migrated_at": now_text(),
                 "source": {"host": info.host, "port": info.port, "database": info.database},
                 "source_snapshot": {
                     "wal_lsn": info.snapshot_lsn,

@@ -18,7 +18,6 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ import numpy as np
 from ._checksum import FORM as CHECKSUM_FORM
 from ._checksum import RangeSum, total
 from ._migrate import identity_bytes
-from ._values import redact_url
+from ._values import now_text, redact_url
 from ._verify import CHECKSUM_TABLES, check_selection, workspaces_on_disk
 from .audit import AuditLog
 from .errors import BadRowError, SourceError, UsageError, WorkspaceError
@@ -213,7 +212,7 @@ def _sync_workspace(source: Source, db_path: Path, workspace_id: str, batch_size
         for batch in _chunks(sorted(docs_delete), batch_size):
             ws.apply_rows(delete_documents=batch, state={**state, "status": "documents"})
         metadata_changed = _sync_metadata(source, ws, theirs)
-        ws.apply_rows(state={**state, "status": "done", "synced_at": _now()})
+        ws.apply_rows(state={**state, "status": "done", "synced_at": now_text()})
         in_sync = all(_still_differing(source, ws, workspace_id, t, theirs[t]) <= bad.ids(t) for t in CHECKSUM_TABLES)
         if not in_sync:
             raise WorkspaceError(f"workspace {workspace_id!r} still differs from PostgreSQL after sync; run it again")
@@ -344,10 +343,6 @@ def _still_differing(
 
 def _chunks(items: Sequence[int], size: int) -> list[list[int]]:
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def follow(

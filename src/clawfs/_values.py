@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import numpy as np
@@ -59,6 +60,18 @@ def format_timestamp(us: int) -> str:
     else:
         y = f"-{-year:04d}"
     return f"{y}-{month:02d}-{day:02d}T{hours:02d}:{minutes:02d}:{seconds:02d}.{micros:06d}Z"
+
+
+_PG_EPOCH_UTC = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def datetime_text(value: datetime) -> str:
+    """A timezone-aware datetime as DESIGN §2.2 text (the same formatter as PostgreSQL's values)."""
+    return format_timestamp((value - _PG_EPOCH_UTC) // timedelta(microseconds=1))
+
+
+def now_text() -> str:
+    return datetime_text(datetime.now(UTC))
 
 
 def format_timestamps(us: npt.NDArray[np.int64]) -> list[str]:

@@ -21,7 +21,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
@@ -254,21 +254,6 @@ def _unit(vectors: npt.NDArray[np.float32], norms: npt.NDArray[np.float64] | Non
         norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         return (vectors / norms[:, None]).astype(np.float32)
-
-
-def exact_top_k(
-    batches: Iterable[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]],
-    queries: npt.NDArray[np.float32],
-    k: int = 10,
-    degenerate: list[int] | None = None,
-) -> list[tuple[list[int], list[float]]]:
-    """`ExactTopK` over an iterable of batches; degenerate vector ids are appended to `degenerate`."""
-    top = ExactTopK(queries, k)
-    for ids, vectors in batches:
-        top.add(ids, vectors)
-    if degenerate is not None:
-        degenerate.extend(top.degenerate)
-    return top.result()
 
 
 @dataclass

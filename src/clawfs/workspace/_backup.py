@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._values import now_text
 from ..errors import UsageError, WorkspaceError
 from ._index import file_sha256
 from ._layout import (
@@ -41,7 +42,7 @@ from ._layout import (
     remove_tree,
 )
 from ._live_index import read_stamp, restamp
-from ._workspace import Workspace, now_text, open_read_only
+from ._workspace import Workspace, open_read_only
 
 FORMAT = "clawfs-backup-v1"
 MANIFEST = "manifest.json"

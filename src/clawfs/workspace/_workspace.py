@@ -23,14 +23,14 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from .._values import blob_to_embedding
+from .._values import blob_to_embedding, datetime_text, now_text
 from ..errors import UsageError, WorkspaceError
 from ._index import HnswParams, IndexStamp
 from ._layout import DB_NAME, Layout, index_path_for
@@ -102,10 +102,6 @@ def ranked_matches(db: sqlite3.Connection, text: str, limit: int, raw: bool = Fa
             raise UsageError(f"not a valid FTS5 query: {e}") from None
         raise
     return [(int(r[0]), float(r[1])) for r in rows]
-
-
-def now_text() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Workspace:
@@ -209,10 +205,6 @@ class Workspace:
         else:
             self._live.refresh(self.db, None)
         return self._live
-
-    @property
-    def index_stamp(self) -> IndexStamp | None:
-        return self._live.stamp if self._live is not None else None
 
     def save_index(self) -> IndexStamp:
         """Fold the changes made since the index file was written into a new file."""
@@ -464,14 +456,6 @@ class Workspace:
         for key in delete:
             self.metadata.pop(key, None)
 
-    def sync_state(self) -> dict[str, str]:
-        try:
-            return dict(self.db.execute("SELECT key, value FROM clawfs_sync").fetchall())
-        except sqlite3.OperationalError as e:
-            if "no such table" in str(e):
-                return {}
-            raise
-
     def _document(self, db: sqlite3.Connection, document_id: int) -> tuple[Any, ...]:
         row = db.execute(
             "SELECT id, workspace_id, content, metadata, created_at FROM document_store WHERE id = ?", (document_id,)
@@ -633,7 +617,7 @@ def _timestamp(value: datetime | None) -> str:
         return now_text()
     if value.tzinfo is None:
         raise UsageError("created_at must be a timezone-aware datetime")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime_text(value)
 
 
 def _fts_insert(db: sqlite3.Connection, row: tuple[Any, ...]) -> None:
