@@ -88,3 +88,12 @@ def total(ranges: dict[int, RangeSum]) -> RangeSum:
 def from_sql(rows: Iterable[tuple[int, int, int]]) -> dict[int, RangeSum]:
     """(range, rows, sum as a possibly negative or large integer) rows of the SQL side."""
     return {int(r): RangeSum(int(n), int(s) % _MOD) for r, n, s in rows}
+
+
+def checksum_record(ranges: dict[str, dict[int, RangeSum]]) -> dict[str, object]:
+    """Whole-table checksums as workspace metadata records them (key `checksums`), with their form."""
+    recorded: dict[str, object] = {"form": FORM}
+    for table, sums in ranges.items():
+        whole = total(sums)
+        recorded[table] = {"rows": whole.rows, "sum": whole.hex()}
+    return recorded

@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._checksum import FORM as CHECKSUM_FORM
-from ._checksum import RangeSum, total
+from ._checksum import RangeSum, checksum_record
 from ._values import encode_id, now_text, redact_url, scrub, url_password
 from ._verify import (
     CHECKSUM_TABLES,
@@ -364,12 +363,7 @@ class _Migration:
                 "schema_version": SCHEMA_VERSION,
                 "migrated_at": now_text(),
                 "source": {"host": info.host, "port": info.port, "database": info.database},
-                "source_snapshot": {
-                    "wal_lsn": info.snapshot_lsn,
-                    "snapshot": info.snapshot_xmin,
-                    "server_version": info.server_version,
-                    "pgvector_version": info.pgvector_version,
-                },
+                "source_snapshot": info.snapshot_record(),
                 "document_count": builder.documents,
                 "vector_count": builder.vectors,
                 "checksums": self._record_checksums(builder),
@@ -384,11 +378,7 @@ class _Migration:
         """Per-table checksums of the written file (clawfs._checksum), kept for verify to compare."""
         ranges = {table: builder.range_checksums(table) for table in CHECKSUM_TABLES}
         self.checksums[builder.workspace_id] = ranges
-        recorded: dict[str, object] = {"form": CHECKSUM_FORM}
-        for table, sums in ranges.items():
-            whole = total(sums)
-            recorded[table] = {"rows": whole.rows, "sum": whole.hex()}
-        return recorded
+        return checksum_record(ranges)
 
     def _prepare_identities(self) -> tuple[int, int]:
         rows: list[IdentityRow] = self.source.read_identities(self._on_bad_row)

@@ -23,8 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checksum import FORM as CHECKSUM_FORM
-from ._checksum import RangeSum, total
+from ._checksum import RangeSum, checksum_record, total
 from ._migrate import identity_bytes
 from ._values import now_text, redact_url
 from ._verify import CHECKSUM_TABLES, check_selection, workspaces_on_disk
@@ -177,7 +176,6 @@ def sync(
 
 def _sync_workspace(source: Source, db_path: Path, workspace_id: str, batch_size: int, bad: _BadRows) -> WorkspaceSync:
     info = source.info
-    position = {"wal_lsn": str(info.snapshot_lsn), "snapshot": str(info.snapshot_xmin)}
     with Workspace.open(db_path) as ws:
         if ws.workspace_id != workspace_id:
             raise WorkspaceError(f"{db_path} holds workspace {ws.workspace_id!r}, not {workspace_id!r}")
@@ -186,102 +184,87 @@ def _sync_workspace(source: Source, db_path: Path, workspace_id: str, batch_size
                 f"workspace {workspace_id!r} has vectors of {ws.dimension} dimensions, PostgreSQL {info.dimension}: "
                 "migrate it again with --replace"
             )
-        theirs = {t: source.range_checksums(t, workspace_id) for t in CHECKSUM_TABLES}
-        changes = {t: _differences(source, ws, workspace_id, t, theirs[t]) for t in CHECKSUM_TABLES}
-        state = {**position, "method": "compare", "synced_at": ""}
-        docs_upsert, docs_delete, _ = changes["documents"]
-        vecs_upsert, vecs_delete, _ = changes["vectors"]
-        if vecs_upsert and ws.dimension is None and info.dimension is not None:
-            ws.ensure_dimension(info.dimension)
-        for batch in _chunks(sorted(docs_upsert), batch_size):
-            rows = list(source.read_documents([workspace_id], bad, ids=batch))
-            ws.apply_rows(documents=rows, state={**state, "status": "documents"})
-        for batch in _chunks(sorted(vecs_upsert), batch_size):
-            vectors: list[tuple[int, int, bytes, str]] = []
-            for b in source.read_vectors([workspace_id], batch_size, bad, include_orphans=False, ids=batch):
-                raw = np.ascontiguousarray(b.embeddings, dtype="<f4")
-                owners = zip(b.ids.tolist(), b.document_ids.tolist(), b.created_at, strict=True)
-                for n, (i, d, c) in enumerate(owners):
-                    if d in bad.ids("documents"):
-                        bad(BadRowError("vectors", i, f"its document {d} was skipped"))
-                    else:
-                        vectors.append((i, d, raw[n].tobytes(), c))
-            ws.apply_rows(vectors=vectors, state={**state, "status": "vectors"})
-        for batch in _chunks(sorted(vecs_delete), batch_size):
-            ws.apply_rows(delete_vectors=batch, state={**state, "status": "vectors"})
-        for batch in _chunks(sorted(docs_delete), batch_size):
-            ws.apply_rows(delete_documents=batch, state={**state, "status": "documents"})
-        metadata_changed = _sync_metadata(source, ws, theirs)
-        ws.apply_rows(state={**state, "status": "done", "synced_at": now_text()})
-        in_sync = all(_still_differing(source, ws, workspace_id, t, theirs[t]) <= bad.ids(t) for t in CHECKSUM_TABLES)
-        if not in_sync:
-            raise WorkspaceError(f"workspace {workspace_id!r} still differs from PostgreSQL after sync; run it again")
-        tables = tuple(
-            TableChanges(t, inserted=len(new - bad.ids(t)), updated=len(upsert - new - bad.ids(t)), deleted=len(delete))
-            for t, (upsert, delete, new) in changes.items()
-        )
-        return WorkspaceSync(workspace_id, str(db_path), tables, metadata_changed, in_sync)
+        files = WorkspaceFiles(db_path)  # the file's own side of the comparison, read-only
+        try:
+            return _apply_differences(source, ws, files, workspace_id, batch_size, bad)
+        finally:
+            files.close()
+
+
+def _apply_differences(
+    source: Source, ws: Workspace, files: WorkspaceFiles, workspace_id: str, batch_size: int, bad: _BadRows
+) -> WorkspaceSync:
+    info = source.info
+    position = {"wal_lsn": str(info.snapshot_lsn), "snapshot": str(info.snapshot_xmin)}
+    theirs = {t: source.range_checksums(t, workspace_id) for t in CHECKSUM_TABLES}
+    changes = {t: _differences(source, files, workspace_id, t, theirs[t]) for t in CHECKSUM_TABLES}
+    state = {**position, "method": "compare", "synced_at": ""}
+    docs_upsert, docs_delete, _ = changes["documents"]
+    vecs_upsert, vecs_delete, _ = changes["vectors"]
+    if vecs_upsert and ws.dimension is None and info.dimension is not None:
+        ws.ensure_dimension(info.dimension)
+    for batch in _chunks(sorted(docs_upsert), batch_size):
+        rows = list(source.read_documents([workspace_id], bad, ids=batch))
+        ws.apply_rows(documents=rows, state={**state, "status": "documents"})
+    skipped_documents = bad.ids("documents")  # all documents are read by now
+    for batch in _chunks(sorted(vecs_upsert), batch_size):
+        vectors: list[tuple[int, int, bytes, str]] = []
+        for b in source.read_vectors([workspace_id], batch_size, bad, include_orphans=False, ids=batch):
+            raw = np.ascontiguousarray(b.embeddings, dtype="<f4")
+            owners = zip(b.ids.tolist(), b.document_ids.tolist(), b.created_at, strict=True)
+            for n, (i, d, c) in enumerate(owners):
+                if d in skipped_documents:
+                    bad(BadRowError("vectors", i, f"its document {d} was skipped"))
+                else:
+                    vectors.append((i, d, raw[n].tobytes(), c))
+        ws.apply_rows(vectors=vectors, state={**state, "status": "vectors"})
+    for batch in _chunks(sorted(vecs_delete), batch_size):
+        ws.apply_rows(delete_vectors=batch, state={**state, "status": "vectors"})
+    for batch in _chunks(sorted(docs_delete), batch_size):
+        ws.apply_rows(delete_documents=batch, state={**state, "status": "documents"})
+    metadata_changed = _sync_metadata(source, ws, files, theirs)
+    ws.apply_rows(state={**state, "status": "done", "synced_at": now_text()})
+    in_sync = all(_still_differing(source, files, workspace_id, t, theirs[t]) <= bad.ids(t) for t in CHECKSUM_TABLES)
+    if not in_sync:
+        raise WorkspaceError(f"workspace {workspace_id!r} still differs from PostgreSQL after sync; run it again")
+    tables = tuple(
+        TableChanges(t, inserted=len(new - bad.ids(t)), updated=len(upsert - new - bad.ids(t)), deleted=len(delete))
+        for t, (upsert, delete, new) in changes.items()
+    )
+    return WorkspaceSync(workspace_id, str(ws.path), tables, metadata_changed, in_sync)
 
 
 def _differences(
-    source: Source, ws: Workspace, workspace_id: str, table: str, theirs: dict[int, RangeSum]
+    source: Source, files: WorkspaceFiles, workspace_id: str, table: str, theirs: dict[int, RangeSum]
 ) -> tuple[set[int], set[int], set[int]]:
     """(ids to insert or update, ids to delete, which of the first are new), by range checksums."""
-    ours = _workspace_sums(ws, table)
+    ours = files.range_checksums(table)
     differing = sorted(r for r in theirs.keys() | ours.keys() if theirs.get(r) != ours.get(r))
     if not differing:
         return set(), set(), set()
     their_rows = source.row_hashes(table, workspace_id, differing)
-    files = WorkspaceFiles(ws.path)
-    try:
-        our_rows = files.row_hashes(table, differing)
-    finally:
-        files.close()
+    our_rows = files.row_hashes(table, differing)
     upsert = {i for i, h in their_rows.items() if our_rows.get(i) != h}
     delete = set(our_rows) - set(their_rows)
     return upsert, delete, upsert - set(our_rows)
 
 
-def _workspace_sums(ws: Workspace, table: str) -> dict[int, RangeSum]:
-    files = WorkspaceFiles(ws.path)
-    try:
-        return files.range_checksums(table)
-    finally:
-        files.close()
-
-
-def _sync_metadata(source: Source, ws: Workspace, theirs: dict[str, dict[int, RangeSum]]) -> int:
+def _sync_metadata(source: Source, ws: Workspace, files: WorkspaceFiles, theirs: dict[str, dict[int, RangeSum]]) -> int:
     """Source metadata rows as they are now; clawfs' own counts, checksums and snapshot brought up to date."""
     rows = dict(source.read_metadata())
-    files = WorkspaceFiles(ws.path)
-    try:
-        ours = files.metadata()
-    finally:
-        files.close()
+    ours = files.metadata()
     own = CLAWFS_METADATA_KEYS - {"embedding_model"}
     changed = {k: v for k, v in rows.items() if k not in own and ours.get(k) != v}
     if "embedding_model" not in rows and ours.get("embedding_model") != "null":
         changed["embedding_model"] = "null"
     gone = [k for k in ours if k not in own and k not in rows and k != "embedding_model"]
-    info = source.info
-    checksums: dict[str, object] = {"form": CHECKSUM_FORM}
-    for table, sums in theirs.items():
-        whole = total(sums)
-        checksums[table] = {"rows": whole.rows, "sum": whole.hex()}
-    counts = {"documents": total(theirs["documents"]).rows, "vectors": total(theirs["vectors"]).rows}
-    snapshot = {
-        "wal_lsn": info.snapshot_lsn,
-        "snapshot": info.snapshot_xmin,
-        "server_version": info.server_version,
-        "pgvector_version": info.pgvector_version,
-    }
     own_values = dict(
         metadata_entries(
             {
-                "document_count": counts["documents"],
-                "vector_count": counts["vectors"],
-                "checksums": checksums,
-                "source_snapshot": snapshot,
+                "document_count": total(theirs["documents"]).rows,
+                "vector_count": total(theirs["vectors"]).rows,
+                "checksums": checksum_record(theirs),
+                "source_snapshot": source.info.snapshot_record(),
             }
         )
     )
@@ -334,10 +317,10 @@ class _BadRows:
 
 
 def _still_differing(
-    source: Source, ws: Workspace, workspace_id: str, table: str, theirs: dict[int, RangeSum]
+    source: Source, files: WorkspaceFiles, workspace_id: str, table: str, theirs: dict[int, RangeSum]
 ) -> set[int]:
     """Ids whose rows still differ between PostgreSQL and the workspace (none when the checksums agree)."""
-    upsert, delete, _ = _differences(source, ws, workspace_id, table, theirs)
+    upsert, delete, _ = _differences(source, files, workspace_id, table, theirs)
     return upsert | delete
 
 

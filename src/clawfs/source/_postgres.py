@@ -105,6 +105,15 @@ class SourceInfo:
         """host:port/database: where the data came from, never with a password."""
         return f"{self.host}:{self.port}/{self.database}" if self.port else f"{self.host}/{self.database}"
 
+    def snapshot_record(self) -> dict[str, Any]:
+        """What workspace metadata records of the snapshot it was copied from (key `source_snapshot`)."""
+        return {
+            "wal_lsn": self.snapshot_lsn,
+            "snapshot": self.snapshot_xmin,
+            "server_version": self.server_version,
+            "pgvector_version": self.pgvector_version,
+        }
+
 
 def _one_line(error: BaseException, secrets: Sequence[str | None]) -> str:
     text = " ".join(str(error).split())

@@ -40,6 +40,7 @@ from ._layout import (
     index_path_for,
     make_private_dir,
     remove_tree,
+    write_private_temp,
 )
 from ._live_index import read_stamp, restamp
 from ._workspace import Workspace, open_read_only
@@ -104,7 +105,8 @@ def backup(root: str | os.PathLike[str], workspace_id: str | None, destination: 
             "vectors": vectors,
             "files": files,
         }
-        _write_private(staging / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+        text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
+        os.replace(write_private_temp(staging / MANIFEST, text.encode("utf-8")), staging / MANIFEST)
         fsync_path(staging)
         if destination.exists():
             destination.rmdir()
@@ -247,11 +249,3 @@ def _counts(db: sqlite3.Connection) -> tuple[int, int]:
     documents = db.execute("SELECT count(*) FROM document_store").fetchone()[0]
     vectors = db.execute("SELECT count(*) FROM vectors").fetchone()[0]
     return int(documents), int(vectors)
-
-
-def _write_private(path: Path, text: str) -> None:
-    create_private_file(path)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())

@@ -23,7 +23,7 @@ from ._checksums import range_checksums, row_hashes
 from ._index import HnswParams, file_sha256
 from ._layout import index_path_for
 from ._live_index import LiveIndex, log_entries, read_stamp
-from ._workspace import fts_query, open_read_only, ranked_matches
+from ._workspace import fts_integrity, fts_query, open_read_only, ranked_matches
 
 
 @dataclass(frozen=True)
@@ -79,15 +79,7 @@ class WorkspaceFiles:
         return {vector_id for _, vector_id in log_entries(self.db, stamp.log_position if stamp else 0)}
 
     def fts_integrity(self) -> str | None:
-        """None when FTS5's index agrees with its content table, else SQLite's message."""
-        db = sqlite3.connect(self.db_path)  # the check is an INSERT command: it needs a writable handle
-        try:
-            db.execute("INSERT INTO documents(documents, rank) VALUES ('integrity-check', 1)")
-            return None
-        except sqlite3.DatabaseError as e:
-            return str(e)
-        finally:
-            db.close()
+        return fts_integrity(self.db_path)
 
     def fts_ranked(self, text: str, limit: int = 10) -> list[int]:
         return [doc_id for doc_id, _ in ranked_matches(self.db, text, limit)]

@@ -86,6 +86,19 @@ def open_read_only(db_path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
 
 
+def fts_integrity(db_path: Path) -> str | None:
+    """None when FTS5's index agrees with its content table, else SQLite's message. The check is an
+    INSERT command, so it runs on a writable handle of its own."""
+    db = sqlite3.connect(db_path)
+    try:
+        db.execute("INSERT INTO documents(documents, rank) VALUES ('integrity-check', 1)")
+        return None
+    except sqlite3.DatabaseError as e:
+        return str(e)
+    finally:
+        db.close()
+
+
 def ranked_matches(db: sqlite3.Connection, text: str, limit: int, raw: bool = False) -> list[tuple[int, float]]:
     """Full-text search: (document id, -bm25), best first. User text is quoted word by word and never
     an FTS5 syntax error; with `raw`, `text` is FTS5 query syntax and an invalid one is a UsageError."""
@@ -538,13 +551,8 @@ class Workspace:
         result = db.execute("PRAGMA quick_check").fetchone()[0]
         if result != "ok":
             problems.append(f"sqlite: {result}")
-        checker = sqlite3.connect(self.path)  # FTS5's integrity-check is an INSERT: it needs a writable handle
-        try:
-            checker.execute("INSERT INTO documents(documents, rank) VALUES ('integrity-check', 1)")
-        except sqlite3.DatabaseError as e:
-            problems.append(f"fts: FTS5 integrity-check failed: {e}")
-        finally:
-            checker.close()
+        if (problem := fts_integrity(self.path)) is not None:
+            problems.append(f"fts: FTS5 integrity-check failed: {problem}")
         orphans = db.execute(
             "SELECT count(*) FROM vectors WHERE document_id NOT IN (SELECT id FROM document_store)"
         ).fetchone()[0]
