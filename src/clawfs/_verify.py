@@ -37,7 +37,7 @@ from ._values import decode_id
 from .errors import UsageError
 from .progress import NULL_PROGRESS, Progress
 from .source import Source
-from .workspace import CLAWFS_METADATA_KEYS, NORM_RANGE, Layout, WorkspaceFiles
+from .workspace import CLAWFS_METADATA_KEYS, Layout, WorkspaceFiles, usable
 from .workspace._identity import STATE_FIRST
 
 CHECKSUM_TABLES = ("documents", "vectors")
@@ -204,10 +204,6 @@ RANKED_QUERIES = 3
 # Vectors outside NORM_RANGE (zero, tiny, huge) have no usable direction in float32 cosine arithmetic:
 # they are checked byte for byte, but not by searching.
 TIE = 1e-6  # cosine distances this close are the same distance (float32 arithmetic differs by order)
-
-
-def usable(norms: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
-    return np.isfinite(norms) & (norms > NORM_RANGE[0]) & (norms < NORM_RANGE[1])
 
 
 class ExactTopK:

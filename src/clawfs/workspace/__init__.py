@@ -9,7 +9,7 @@ from ._identity import identity_document
 from ._index import DEFAULT_DTYPE, DTYPES, HnswParams, IndexWorker
 from ._layout import Layout, Placement, index_path_for, make_private_dir, remove_path, remove_tree, write_private_temp
 from ._schema import CLAWFS_METADATA_KEYS, SCHEMA_VERSION
-from ._workspace import KEEP, NORM_RANGE, Hit, Workspace, fts_query
+from ._workspace import KEEP, NORM_RANGE, Hit, Workspace, fts_query, usable
 
 # Errors of the target side that a user can cause (disk full, permissions, a damaged file).
 TARGET_ERRORS: tuple[type[BaseException], ...] = (OSError, sqlite3.Error)
@@ -44,5 +44,6 @@ __all__ = [
     "remove_path",
     "remove_tree",
     "restore",
+    "usable",
     "write_private_temp",
 ]

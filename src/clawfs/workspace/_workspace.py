@@ -42,6 +42,13 @@ RRF_K = 60
 SYNC_SCHEMA = "CREATE TABLE IF NOT EXISTS clawfs_sync (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 # a query vector needs a length whose square is a normal float32 (HNSW and pgvector compute in float32)
 NORM_RANGE = (1e-18, 1e18)
+
+
+def usable(norms: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
+    """Which vector lengths (in float64) give a direction that float32 cosine arithmetic can use."""
+    return np.isfinite(norms) & (norms > NORM_RANGE[0]) & (norms < NORM_RANGE[1])
+
+
 SNIPPET_MARKS = ("**", "**")  # around matched terms in `Hit.snippet`
 SNIPPET_TOKENS = 16
 # pending index changes that make `close` fold them into the index file (else they are replayed on open)
@@ -287,7 +294,7 @@ class Workspace:
         if not np.isfinite(query).all():
             raise UsageError("the query vector has NaN or Inf (or a number too large for float32)")
         norm = float(np.linalg.norm(query.astype(np.float64)))
-        if not NORM_RANGE[0] < norm < NORM_RANGE[1]:
+        if not usable(np.array([norm]))[0]:
             raise UsageError(
                 "the query vector has no direction (its length is zero, or too small or large for float32)"
             )
