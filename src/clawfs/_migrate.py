@@ -5,10 +5,19 @@
 Everything is read from one read-only snapshot and written under temporary names; only `install`
 puts finished, checked workspaces and identity files where readers look. A failure at any step
 removes what the run built and leaves PostgreSQL and any existing workspace as they were.
+
+Resuming (`--resume`). Rows are committed batch by batch, and a run that is killed, interrupted
+(Ctrl-C) or loses its connection keeps its build directory under `.clawfs/tmp` with a `run.json`.
+The next run with `--resume` and the same selection claims it. Its snapshot is gone with the dead
+transaction, so the kept rows are compared with the new snapshot (clawfs._compare): rows changed or
+deleted since are dropped, and only missing rows are copied. The HNSW index, FTS5 index, metadata
+and verification are then done again over the whole build, so the result is what an uninterrupted
+run from the new snapshot gives. A run killed while installing is finished from its journal.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -19,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ._checksum import RangeSum, checksum_record
+from ._compare import differences
 from ._values import encode_id, now_text, redact_url, scrub, url_password
 from ._verify import (
     CHECKSUM_TABLES,
@@ -31,7 +41,15 @@ from ._verify import (
     gather_evidence,
 )
 from .audit import AuditLog
-from .errors import BadRowError, ClawfsError, StepFailed, UsageError, VerificationError, WorkspaceError
+from .errors import (
+    BadRowError,
+    ClawfsError,
+    SourceError,
+    StepFailed,
+    UsageError,
+    VerificationError,
+    WorkspaceError,
+)
 from .progress import NULL_PROGRESS, Progress
 from .report import MigrationReport, SkippedRow, StepReport, WorkspaceReport
 from .source import IdentityRow, Source
@@ -45,17 +63,23 @@ from .workspace import (
     WorkspaceBuilder,
     WorkspaceFiles,
     check_target_free,
+    finish_placement,
     identity_document,
     index_path_for,
-    install,
+    install_moves,
     make_private_dir,
     metadata_entries,
     remove_path,
     remove_tree,
+    write_private,
     write_private_temp,
 )
 
 BAD_ROW_POLICIES = ("fail", "skip")
+RESUME_HINT = (
+    "The rows copied so far are kept: the same command with --resume continues from them "
+    "(without --resume, the next run starts over)."
+)
 
 
 @dataclass(frozen=True)
@@ -65,6 +89,7 @@ class MigrateOptions:
     sqlite_path: Path | None = None
     batch_size: int = 1000
     replace: bool = False
+    resume: bool = False  # continue an interrupted run of the same selection, if there is one
     verify: bool = True
     identities: bool = True
     on_bad_row: str = "fail"
@@ -119,16 +144,20 @@ class _Migration:
         self.feeding: list[Future[None]] = []
         self.verification: list[WorkspaceCheck] = []
         self.worker: IndexWorker | None = None
+        self.step = ""
 
     # -- the pipeline ---------------------------------------------------------------------
 
     def run(self) -> MigrationReport:
         started = time.perf_counter()
         self.audit.record("start", options=_options_for_audit(self.options))
+        claimed = self._claim_interrupted_run() if self.options.resume else None
+        if claimed is not None and self._journal().exists():
+            return self._finish_interrupted_install(started, claimed)
         try:
             with Source(self.pg_url) as source:
                 self.source = source
-                self._step("plan", self._plan)
+                self._step("plan", lambda: self._plan(claimed))
                 self._step("documents", self._copy_documents)
                 self._step("vectors", self._copy_vectors)
                 if self.options.verify:
@@ -142,8 +171,12 @@ class _Migration:
                     self._step("verify", self._verify)
             self._step("install", self._install)
         except BaseException as e:
-            self._discard()
-            self.audit.record("end", result="failed", error=scrub(str(e), self.secrets))
+            kept = self._resumable(e)
+            self._keep() if kept else self._discard()
+            error = scrub(str(e) or type(e).__name__, self.secrets)
+            self.audit.record("end", result="failed", error=error, kept_for_resume=kept)
+            if kept and isinstance(e, KeyboardInterrupt):
+                raise KeyboardInterrupt(RESUME_HINT) from e
             raise
         self.background.shutdown(wait=True)
         report = self._report(time.perf_counter() - started)
@@ -151,6 +184,7 @@ class _Migration:
         return report
 
     def _step(self, name: str, action: Callable[[], tuple[int, int]]) -> None:
+        self.step = name
         started = time.perf_counter()
         waited_before = self.worker.wait_seconds if self.worker is not None else 0.0
         try:
@@ -158,9 +192,9 @@ class _Migration:
         except BaseException as e:
             self.audit.record(name, result="failed", error=scrub(f"{type(e).__name__}: {e}", self.secrets))
             if isinstance(e, ClawfsError):
-                raise StepFailed(name, e, self._left_behind()) from e
+                raise StepFailed(name, e, self._left_behind(e)) from e
             if isinstance(e, TARGET_ERRORS):
-                raise StepFailed(name, WorkspaceError(str(e)), self._left_behind()) from e
+                raise StepFailed(name, WorkspaceError(str(e)), self._left_behind(e)) from e
             raise
         finally:
             self.progress.finish(name)
@@ -169,8 +203,27 @@ class _Migration:
         self.steps.append(report)
         self.audit.record(name, result="ok", rows=rows, bytes=nbytes, seconds=round(report.seconds, 3))
 
-    def _left_behind(self) -> str:
-        return "No workspace or identity file was created or changed, and PostgreSQL was not changed."
+    def _left_behind(self, error: BaseException) -> str:
+        nothing = "No workspace or identity file was created or changed, and PostgreSQL was not changed."
+        if self._resumable(error):
+            return f"{nothing} {RESUME_HINT}"
+        return nothing
+
+    def _resumable(self, error: BaseException) -> bool:
+        """An interruption (Ctrl-C, a lost connection) before install keeps the build for `--resume`."""
+        interrupted = isinstance(error, KeyboardInterrupt) or (isinstance(error, SourceError) and error.connection_lost)
+        if isinstance(error, StepFailed):
+            interrupted = isinstance(error.cause, SourceError) and error.cause.connection_lost
+        return interrupted and bool(self.builders) and self.step != "install"
+
+    def _keep(self) -> None:
+        self.evidence.cancel()
+        self.background.shutdown(wait=True)
+        if self.worker is not None:
+            self.worker.close()
+        for builder in self.builders:
+            builder.keep()
+        self._write_run_record(ended=True)  # claimable now, even by this same process
 
     def _discard(self) -> None:
         self.evidence.cancel()
@@ -192,7 +245,7 @@ class _Migration:
 
     # -- steps (each returns rows, bytes) --------------------------------------------------
 
-    def _plan(self) -> tuple[int, int]:
+    def _plan(self, claimed: dict[str, Any] | None) -> tuple[int, int]:
         info = self.source.info
         known = self.source.workspace_ids()
         if self.options.all_workspaces:
@@ -225,16 +278,124 @@ class _Migration:
         if self.options.verify:
             self.vector_samples = [VectorSample.draw(self.source, ws, self.options.sample) for ws in self.workspaces]
         self.worker = IndexWorker()
+        kept_builds = {ws: Path(path) for ws, path in (claimed or {}).get("builds", {}).items()}
         for ws, target in zip(self.workspaces, targets, strict=True):
-            build_dir = (
+            build_dir = kept_builds.pop(ws, None) or (
                 self._run_dir() / encode_id(ws)
                 if self.options.sqlite_path is None
                 else target.parent / f".{target.name}.clawfs-build-{self.run_id}"
             )
-            self.builders.append(
-                WorkspaceBuilder(ws, target, build_dir, info.dimension, self.options.hnsw, self.worker)
+            builder = WorkspaceBuilder(
+                ws, target, build_dir, info.dimension, self.options.hnsw, self.worker, resume=claimed is not None
             )
+            self.builders.append(builder)
+            if builder.resumed:
+                self.notes.append(
+                    f"workspace {ws!r}: {builder.documents} documents and {builder.vectors} vectors kept from "
+                    "the interrupted run; its snapshot ended with it, so they were compared with this run's"
+                )
+        for leftover in kept_builds.values():  # workspaces no longer selected (gone from PostgreSQL)
+            remove_tree(leftover)
+        self._write_run_record()
         return len(self.workspaces), 0
+
+    # -- resuming ---------------------------------------------------------------------------
+
+    def _selection(self) -> dict[str, Any]:
+        """What a run migrates; `--resume` continues only a run of the same selection."""
+        return {
+            "workspaces": list(dict.fromkeys(self.options.workspaces)),
+            "all_workspaces": self.options.all_workspaces,
+            "sqlite_path": str(self.options.sqlite_path.resolve()) if self.options.sqlite_path else None,
+        }
+
+    def _write_run_record(self, ended: bool = False) -> None:
+        record = {
+            "run_id": self.run_id,
+            "ended": ended,
+            "selection": self._selection(),
+            "builds": {b.workspace_id: str(b.build_dir) for b in self.builders},
+        }
+        path = make_private_dir(self._run_dir()) / "run.json"
+        write_private(path, json.dumps(record).encode())
+
+    def _journal(self) -> Path:
+        return self._run_dir() / "install.json"
+
+    def _claim_interrupted_run(self) -> dict[str, Any] | None:
+        """Take over the build of a dead run of the same selection (renamed to this run's id)."""
+        tmp = self.layout.tmp_dir
+        found = []
+        for entry in tmp.iterdir() if tmp.is_dir() else ():
+            pid = entry.name.removeprefix("run-").split("-", 1)[0]
+            if not entry.name.startswith("run-") or not pid.isdigit():
+                continue
+            try:
+                record = json.loads((entry / "run.json").read_text())
+            except (OSError, ValueError):
+                continue
+            if not isinstance(record, dict) or record.get("selection") != self._selection():
+                continue
+            if _alive(int(pid)) and not record.get("ended"):
+                continue  # still running
+            builds = [Path(p) for p in record.get("builds", {}).values()]
+            if not (entry / "install.json").exists() and not any(p.exists() for p in builds):
+                remove_tree(entry)  # a run that finished but was killed before it had cleaned up
+                continue
+            found.append((entry.stat().st_mtime_ns, entry, record))
+        for _, entry, record in sorted(found, key=lambda f: f[0], reverse=True):
+            run_id = f"{os.getpid()}-{entry.name.split('-', 2)[2]}"
+            try:
+                os.rename(entry, tmp / f"run-{run_id}")
+            except OSError:
+                continue  # another run claimed it first
+            old_id, self.run_id = record["run_id"], run_id
+            moved_builds: dict[str, str] = {}
+            for ws, path in record["builds"].items():
+                kept = Path(path)
+                if kept.is_relative_to(entry):
+                    moved_builds[ws] = str(self._run_dir() / kept.relative_to(entry))
+                else:  # --sqlite-path: the build sits beside the target file
+                    moved = kept.with_name(kept.name.replace(f"-build-{old_id}", f"-build-{run_id}"))
+                    if kept.exists():
+                        os.rename(kept, moved)
+                    moved_builds[ws] = str(moved)
+            self.audit.record("resume", interrupted_run=old_id)
+            return {**record, "builds": moved_builds, "run_id": run_id}
+        self.notes.append("nothing to resume for this selection: started a new migration")
+        return None
+
+    def _finish_interrupted_install(self, started: float, claimed: dict[str, Any]) -> MigrationReport:
+        """The interrupted run had checked everything and begun renaming it into place: finish that."""
+        self.step = "install"
+        try:
+            record = finish_placement(self._journal())
+        except (OSError, ValueError, KeyError, ClawfsError) as e:
+            error = e if isinstance(e, ClawfsError) else WorkspaceError(f"{self._journal()}: {e}")
+            self.audit.record("end", result="failed", error=str(error))
+            raise StepFailed("install", error, "The interrupted run's build is kept; nothing else changed.") from e
+        for build in claimed["builds"].values():
+            remove_tree(Path(build))  # empty by now, or never moved (a build directory is moved whole)
+        remove_tree(self._run_dir())
+        seconds = time.perf_counter() - started
+        report = MigrationReport(
+            source=record["source"],
+            snapshot=record["snapshot"],
+            steps=(StepReport("install", len(record["moves"]), 0, seconds),),
+            workspaces=tuple(WorkspaceReport(**w) for w in record["workspaces"]),
+            identities=tuple(record["identities"]),
+            skipped=(),
+            notes=(
+                "the interrupted run had verified its workspaces and was installing them: "
+                "this run finished that; they hold PostgreSQL as of that run's snapshot (clawfs sync catches up)",
+            ),
+            hnsw=record["hnsw"],
+            seconds=seconds,
+            verified=record["verified"],
+            run_id=self.run_id,
+        )
+        self.audit.record("end", result="ok", seconds=round(seconds, 3), finished_interrupted_install=True)
+        return report
 
     def _target_db(self, workspace_id: str) -> Path:
         if self.options.sqlite_path is not None:
@@ -242,7 +403,8 @@ class _Migration:
         return self.layout.workspace_db(workspace_id)
 
     def _remove_abandoned_runs(self) -> None:
-        """Build directories of runs whose process is gone (killed) are garbage: remove them."""
+        """Build directories of runs that ended without finishing (killed, interrupted) are garbage to a
+        run that was not asked to `--resume`: remove them."""
         places = [(self.layout.tmp_dir, "run-")]
         if self.options.sqlite_path is not None:
             target = self._target_db(self.workspaces[0])
@@ -252,25 +414,54 @@ class _Migration:
                 continue
             for entry in folder.iterdir():
                 pid = entry.name.removeprefix(prefix).split("-", 1)[0]
-                if entry.name.startswith(prefix) and pid.isdigit() and not _alive(int(pid)):
+                if not entry.name.startswith(prefix) or not pid.isdigit() or entry == self._run_dir():
+                    continue
+                if not _alive(int(pid)) or _ended(entry):
+                    if (entry / "run.json").exists() and not self.options.resume:
+                        self.notes.append(
+                            f"removed the build of an interrupted run ({entry.name}): --resume continues one"
+                        )
                     remove_tree(entry)
 
+    def _reads(self, table: str) -> list[tuple[list[str], list[int] | None]]:
+        """What to copy of `table`: (workspaces, None) for whole workspaces, (workspaces, ids) for the rows
+        that resumed builds lack. Kept rows that PostgreSQL changed or deleted since are dropped first."""
+        whole: list[str] = []
+        partial: list[str] = []
+        ids: list[int] = []
+        for builder in self.builders:
+            ws = builder.workspace_id
+            if not builder.resumed or (builder.documents if table == "documents" else builder.vectors) == 0:
+                whole.append(ws)
+                continue
+            theirs = self.source.range_checksums(table, ws)
+            upsert, delete, new = differences(self.source, builder, ws, table, theirs)
+            builder.delete_rows(table, delete | (upsert - new))
+            self.audit.record(
+                "resume", workspace=ws, table=table, missing=len(new), changed=len(upsert - new), deleted=len(delete)
+            )
+            partial.append(ws)
+            ids += sorted(upsert)
+        return [(whole, None)] * bool(whole) + [(partial, ids)] * bool(ids)
+
     def _copy_documents(self) -> tuple[int, int]:
+        reads = self._reads("documents")
         position = {ws: i for i, ws in enumerate(self.workspaces)}
         pending: list[list[Any]] = [[] for _ in self.workspaces]
-        total = sum(self.expected[ws][0] for ws in self.workspaces)
+        total = sum(self.expected[ws][0] for ws in self.workspaces) - sum(b.documents for b in self.builders)
         self.progress.start("documents", total)
         rows = nbytes = 0
         batch = self.options.batch_size
-        for row in self.source.read_documents(self.workspaces, self._on_bad_row):
-            i = position[row[1]]
-            pending[i].append(row)
-            nbytes += len(row[2].encode()) + (len(row[3]) if row[3] else 0)
-            rows += 1
-            if len(pending[i]) >= batch:
-                self.builders[i].add_documents(pending[i])
-                self.progress.advance("documents", len(pending[i]))
-                pending[i] = []
+        for workspaces, ids in reads:
+            for row in self.source.read_documents(workspaces, self._on_bad_row, ids=ids):
+                i = position[row[1]]
+                pending[i].append(row)
+                nbytes += len(row[2].encode()) + (len(row[3]) if row[3] else 0)
+                rows += 1
+                if len(pending[i]) >= batch:
+                    self.builders[i].add_documents(pending[i])
+                    self.progress.advance("documents", len(pending[i]))
+                    pending[i] = []
         for builder, rest in zip(self.builders, pending, strict=True):
             if rest:
                 builder.add_documents(rest)
@@ -278,29 +469,41 @@ class _Migration:
         return rows, nbytes
 
     def _copy_vectors(self) -> tuple[int, int]:
-        total = sum(self.expected[ws][1] for ws in self.workspaces)
+        reads = self._reads("vectors")
+        for i, builder in enumerate(self.builders):  # kept vectors go into the new index (and the sample)
+            for ids, embeddings in builder.stored_vectors(self.options.batch_size):
+                if self.vector_samples:
+                    self._feed_sample(self.vector_samples[i], ids, embeddings)
+        position = {ws: i for i, ws in enumerate(self.workspaces)}
+        total = sum(self.expected[ws][1] for ws in self.workspaces) - sum(b.vectors for b in self.builders)
         self.progress.start("vectors", total)
-        rows = 0
+        rows = nbytes = 0
         skipped_documents = {s.id for s in self.skipped if s.table == "documents"}
-        for batch in self.source.read_vectors(
-            self.workspaces,
-            self.options.batch_size,
-            self._on_bad_row,
-            include_orphans=self.options.all_workspaces,
-        ):
-            ids, docs, embeddings, created = batch.ids, batch.document_ids, batch.embeddings, batch.created_at
-            if skipped_documents:
-                keep = [i for i, d in enumerate(docs.tolist()) if d not in skipped_documents]
-                for i in set(range(len(ids))) - set(keep):
-                    self._on_bad_row(BadRowError("vectors", int(ids[i]), f"its document {int(docs[i])} was skipped"))
-                ids, docs, embeddings = ids[keep], docs[keep], embeddings[keep]
-                created = [created[i] for i in keep]
-            self.builders[batch.workspace].add_vectors(ids, docs, embeddings, created)
-            if self.vector_samples:
-                self._feed_sample(self.vector_samples[batch.workspace], ids, embeddings)
-            rows += len(ids)
-            self.progress.advance("vectors", len(ids), embeddings.nbytes)
-        return rows, self.source.vector_bytes_read if self.source.info.dimension else 0
+        for workspaces, only in reads:
+            for batch in self.source.read_vectors(
+                workspaces,
+                self.options.batch_size,
+                self._on_bad_row,
+                include_orphans=self.options.all_workspaces and only is None,
+                ids=only,
+            ):
+                ids, docs, embeddings, created = batch.ids, batch.document_ids, batch.embeddings, batch.created_at
+                if skipped_documents:
+                    keep = [i for i, d in enumerate(docs.tolist()) if d not in skipped_documents]
+                    for i in set(range(len(ids))) - set(keep):
+                        self._on_bad_row(
+                            BadRowError("vectors", int(ids[i]), f"its document {int(docs[i])} was skipped")
+                        )
+                    ids, docs, embeddings = ids[keep], docs[keep], embeddings[keep]
+                    created = [created[i] for i in keep]
+                i = position[workspaces[batch.workspace]]
+                self.builders[i].add_vectors(ids, docs, embeddings, created)
+                if self.vector_samples:
+                    self._feed_sample(self.vector_samples[i], ids, embeddings)
+                rows += len(ids)
+                self.progress.advance("vectors", len(ids), embeddings.nbytes)
+            nbytes += self.source.vector_bytes_read if self.source.info.dimension else 0
+        return rows, nbytes
 
     def _feed_sample(self, sample: VectorSample, ids: Any, embeddings: Any) -> None:
         """Verification's exact-neighbour pass runs on the background thread, a few batches behind."""
@@ -423,7 +626,7 @@ class _Migration:
         for builder in self.builders:
             check_target_free(builder.target_db, self.options.replace, builder.workspace_id)
             builder.close()
-        placement = Placement(self.run_id)
+        placement = Placement(self.run_id, journal=self._journal())
         staged: list[Path] = []
         created: list[Path] = []
         try:
@@ -431,10 +634,9 @@ class _Migration:
                 if not path.parent.exists():
                     created.append(make_private_dir(path.parent))
                 staged.append(write_private_temp(path, data))
-            for builder in self.builders:
-                install(builder, self.options.sqlite_path is None, placement)
-            for tmp, (path, _) in zip(staged, self.identities, strict=True):
-                placement.put(tmp, path)
+            moves = [m for b in self.builders for m in install_moves(b, self.options.sqlite_path is None)]
+            moves += [(tmp, path) for tmp, (path, _) in zip(staged, self.identities, strict=True)]
+            placement.put_all(moves, record=self._install_record())
         except BaseException:
             placement.rollback()
             for leftover in [*staged, *created]:
@@ -446,19 +648,33 @@ class _Migration:
         remove_tree(self._run_dir())
         return len(self.builders) + len(self.identities), sum(b.bytes_written for b in self.builders)
 
-    def _report(self, seconds: float) -> MigrationReport:
-        info = self.source.info
-        workspaces = tuple(
+    def _install_record(self) -> dict[str, Any]:
+        """What `--resume` reports if it has to finish this install."""
+        return {
+            "source": self.source.info.location,
+            "snapshot": {"wal_lsn": self.source.info.snapshot_lsn, "snapshot": self.source.info.snapshot_xmin},
+            "workspaces": [vars(w) for w in self._workspace_reports()],
+            "identities": [str(p) for p, _ in self.identities],
+            "hnsw": self.options.hnsw.metadata(),
+            "verified": self.options.verify,
+        }
+
+    def _workspace_reports(self) -> tuple[WorkspaceReport, ...]:
+        return tuple(
             WorkspaceReport(
                 workspace_id=b.workspace_id,
                 database=str(b.target_db),
                 index=str(index_path_for(b.target_db)),
                 documents=b.documents,
                 vectors=b.vectors,
-                dimension=info.dimension,
+                dimension=self.source.info.dimension,
             )
             for b in self.builders
         )
+
+    def _report(self, seconds: float) -> MigrationReport:
+        info = self.source.info
+        workspaces = self._workspace_reports()
         return MigrationReport(
             source=info.location,
             snapshot={"wal_lsn": info.snapshot_lsn, "snapshot": info.snapshot_xmin},
@@ -498,6 +714,13 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _ended(run_dir: Path) -> bool:
+    try:
+        return bool(json.loads((run_dir / "run.json").read_text()).get("ended"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _options_for_audit(options: MigrateOptions) -> dict[str, Any]:

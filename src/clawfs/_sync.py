@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ._checksum import RangeSum, checksum_record, total
+from ._compare import differences
 from ._migrate import identity_bytes
 from ._values import now_text, redact_url
 from ._verify import CHECKSUM_TABLES, check_selection, workspaces_on_disk
@@ -197,7 +198,7 @@ def _apply_differences(
     info = source.info
     position = {"wal_lsn": str(info.snapshot_lsn), "snapshot": str(info.snapshot_xmin)}
     theirs = {t: source.range_checksums(t, workspace_id) for t in CHECKSUM_TABLES}
-    changes = {t: _differences(source, files, workspace_id, t, theirs[t]) for t in CHECKSUM_TABLES}
+    changes = {t: differences(source, files, workspace_id, t, theirs[t]) for t in CHECKSUM_TABLES}
     state = {**position, "method": "compare", "synced_at": ""}
     docs_upsert, docs_delete, _ = changes["documents"]
     vecs_upsert, vecs_delete, _ = changes["vectors"]
@@ -232,21 +233,6 @@ def _apply_differences(
         for t, (upsert, delete, new) in changes.items()
     )
     return WorkspaceSync(workspace_id, str(ws.path), tables, metadata_changed, in_sync)
-
-
-def _differences(
-    source: Source, files: WorkspaceFiles, workspace_id: str, table: str, theirs: dict[int, RangeSum]
-) -> tuple[set[int], set[int], set[int]]:
-    """(ids to insert or update, ids to delete, which of the first are new), by range checksums."""
-    ours = files.range_checksums(table)
-    differing = sorted(r for r in theirs.keys() | ours.keys() if theirs.get(r) != ours.get(r))
-    if not differing:
-        return set(), set(), set()
-    their_rows = source.row_hashes(table, workspace_id, differing)
-    our_rows = files.row_hashes(table, differing)
-    upsert = {i for i, h in their_rows.items() if our_rows.get(i) != h}
-    delete = set(our_rows) - set(their_rows)
-    return upsert, delete, upsert - set(our_rows)
 
 
 def _sync_metadata(source: Source, ws: Workspace, files: WorkspaceFiles, theirs: dict[str, dict[int, RangeSum]]) -> int:
@@ -320,7 +306,7 @@ def _still_differing(
     source: Source, files: WorkspaceFiles, workspace_id: str, table: str, theirs: dict[int, RangeSum]
 ) -> set[int]:
     """Ids whose rows still differ between PostgreSQL and the workspace (none when the checksums agree)."""
-    upsert, delete, _ = _differences(source, files, workspace_id, table, theirs)
+    upsert, delete, _ = differences(source, files, workspace_id, table, theirs)
     return upsert | delete
 
 

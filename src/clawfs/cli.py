@@ -105,6 +105,11 @@ def cli() -> None:
     is_flag=True,
     help="Rebuild workspaces that exist (the old one stays until the new is complete).",
 )
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue an interrupted run of the same selection from its last committed batch (else start anew).",
+)
 @click.option("--no-verify", is_flag=True, help="Skip the verification before the workspace is put in place.")
 @click.option("--no-identities", is_flag=True, help="Do not write agent identity files.")
 @click.option(
@@ -133,6 +138,7 @@ def migrate_command(
     sqlite_path: Path | None,
     batch_size: int,
     replace: bool,
+    resume: bool,
     no_verify: bool,
     no_identities: bool,
     on_bad_row: str,
@@ -153,6 +159,7 @@ def migrate_command(
         sqlite_path=sqlite_path,
         batch_size=batch_size,
         replace=replace,
+        resume=resume,
         verify=not no_verify,
         identities=not no_identities,
         on_bad_row=on_bad_row,
@@ -567,8 +574,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     except click.ClickException as e:
         print(f"clawfs: error: {e.format_message()}", file=sys.stderr)
         code = e.exit_code
-    except (KeyboardInterrupt, click.exceptions.Abort):
-        print("clawfs: interrupted", file=sys.stderr)
+    except (KeyboardInterrupt, click.exceptions.Abort) as e:
+        interrupt = e.__cause__ if isinstance(e, click.exceptions.Abort) else e  # click wraps Ctrl-C in Abort
+        detail = str(interrupt) if isinstance(interrupt, KeyboardInterrupt) else ""
+        print(f"clawfs: interrupted{'. ' + detail if detail else ''}", file=sys.stderr)
         code = EXIT_INTERRUPTED
     except ClawfsError as e:
         code = _report_error(e, "error", verbose, args)

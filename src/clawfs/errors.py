@@ -34,9 +34,16 @@ class UsageError(ClawfsError):
 
 
 class SourceError(ClawfsError):
-    """PostgreSQL could not be read: connection, credentials, privileges, schema."""
+    """PostgreSQL could not be read: connection, credentials, privileges, schema.
+
+    `connection_lost`: the connection broke in the middle of the work (server restart, network,
+    terminated backend), as opposed to a refusal; work done so far can be resumed."""
 
     exit_code = EXIT_SOURCE
+
+    def __init__(self, message: str, *, connection_lost: bool = False) -> None:
+        super().__init__(message)
+        self.connection_lost = connection_lost
 
 
 class BadRowError(SourceError):

@@ -176,7 +176,8 @@ class Source:
         return str(self._query("SELECT pg_export_snapshot()")[0][0])
 
     def _error(self, what: str, e: BaseException) -> SourceError:
-        return SourceError(f"{what}: {_one_line(e, self._secrets)}")
+        lost = isinstance(e, psycopg.OperationalError) and self.conn.broken
+        return SourceError(f"{what}: {_one_line(e, self._secrets)}", connection_lost=lost)
 
     def _query(self, query: str | sql.Composed, params: Sequence[Any] | dict[str, Any] = ()) -> list[tuple[Any, ...]]:
         try:

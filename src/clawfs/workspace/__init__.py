@@ -3,11 +3,21 @@
 import sqlite3
 
 from ._backup import BackupReport, RestoreReport, backup, restore
-from ._builder import WorkspaceBuilder, check_target_free, install, metadata_entries
+from ._builder import WorkspaceBuilder, check_target_free, install_moves, metadata_entries
 from ._files import IndexFile, WorkspaceFiles
 from ._identity import identity_document
 from ._index import DEFAULT_DTYPE, DTYPES, HnswParams, IndexWorker
-from ._layout import Layout, Placement, index_path_for, make_private_dir, remove_path, remove_tree, write_private_temp
+from ._layout import (
+    Layout,
+    Placement,
+    finish_placement,
+    index_path_for,
+    make_private_dir,
+    remove_path,
+    remove_tree,
+    write_private,
+    write_private_temp,
+)
 from ._schema import CLAWFS_METADATA_KEYS, SCHEMA_VERSION
 from ._workspace import KEEP, NORM_RANGE, Hit, Workspace, fts_query, usable
 
@@ -35,15 +45,17 @@ __all__ = [
     "WorkspaceFiles",
     "backup",
     "check_target_free",
+    "finish_placement",
     "fts_query",
     "identity_document",
     "index_path_for",
-    "install",
+    "install_moves",
     "make_private_dir",
     "metadata_entries",
     "remove_path",
     "remove_tree",
     "restore",
     "usable",
+    "write_private",
     "write_private_temp",
 ]

@@ -40,7 +40,7 @@ from ._layout import (
     index_path_for,
     make_private_dir,
     remove_tree,
-    write_private_temp,
+    write_private,
 )
 from ._live_index import read_stamp, restamp
 from ._workspace import Workspace, open_read_only
@@ -106,7 +106,7 @@ def backup(root: str | os.PathLike[str], workspace_id: str | None, destination: 
             "files": files,
         }
         text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
-        os.replace(write_private_temp(staging / MANIFEST, text.encode("utf-8")), staging / MANIFEST)
+        write_private(staging / MANIFEST, text.encode("utf-8"))
         fsync_path(staging)
         if destination.exists():
             destination.rmdir()

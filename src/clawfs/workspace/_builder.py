@@ -1,9 +1,10 @@
 """Build one workspace under a temporary name, check it, then put it in place (DESIGN §3 "Atomic").
 
-A builder owns a build directory that nobody reads. Rows go into `document_store` and `vectors` in
-one transaction with the journal off (a failed build is deleted whole), the FTS5 index is built
-once at the end with `rebuild`, and the HNSW index is filled by the shared `IndexWorker` as the
-vectors arrive. `install` renames the finished files into place; `discard` removes everything.
+A builder owns a build directory that nobody reads. Rows go into `document_store` and `vectors` one
+committed batch at a time (the checkpoints of `migrate --resume`, which reopens an interrupted
+build with `resume=True`), the FTS5 index is built once at the end with `rebuild`, and the HNSW
+index is filled by the shared `IndexWorker` as the vectors arrive. `install_moves` says how the
+finished files go into place; `discard` removes everything.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +25,11 @@ from ._index import HnswParams, IndexStamp, IndexWorker, new_index, save_index
 from ._layout import (
     DB_NAME,
     INDEX_NAME,
-    Placement,
     create_private_file,
     fsync_path,
     index_path_for,
     make_private_dir,
+    remove_path,
     remove_tree,
 )
 from ._schema import BUILD_PRAGMAS, FINAL_PRAGMAS, SCHEMA
@@ -43,6 +44,7 @@ class WorkspaceBuilder:
         dimension: int | None,
         hnsw: HnswParams,
         worker: IndexWorker,
+        resume: bool = False,
     ) -> None:
         self.workspace_id = workspace_id
         self.target_db = target_db
@@ -57,16 +59,78 @@ class WorkspaceBuilder:
         self.vectors = 0
         self.bytes_written = 0
         self.closed = False
-        create_private_file(self.db_path)
-        self.db = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
-        for pragma in BUILD_PRAGMAS:
-            self.db.execute(pragma)
-        self.db.executescript(SCHEMA)
+        self.resumed = resume and self._reopen()
+        if not self.resumed:
+            self.documents = self.vectors = 0
+            for leftover in ("", "-journal", "-wal", "-shm"):
+                remove_path(self.db_path.with_name(self.db_path.name + leftover))
+            create_private_file(self.db_path)
+            self.db = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
+            for pragma in BUILD_PRAGMAS:
+                self.db.execute(pragma)
+            self.db.executescript(SCHEMA)
+
+    def _reopen(self) -> bool:
+        """Open an interrupted build's database (a killed commit rolls back); False if it is unusable."""
+        if not self.db_path.is_file():
+            return False
+        db = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
+        try:
+            for pragma in BUILD_PRAGMAS[1:]:
+                db.execute(pragma)
+            if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                raise sqlite3.DatabaseError("quick_check failed")
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if not {"document_store", "vectors", "metadata", "documents"} <= tables:
+                raise sqlite3.DatabaseError("not a workspace build")
+            db.execute("DELETE FROM metadata")  # written again at the end, from the new snapshot
+            self.documents = db.execute("SELECT count(*) FROM document_store").fetchone()[0]
+            self.vectors = db.execute("SELECT count(*) FROM vectors").fetchone()[0]
+        except sqlite3.DatabaseError:
+            db.close()
+            return False
+        self.db = db
+        return True
+
+    @contextlib.contextmanager
+    def _batch(self) -> Iterator[None]:
+        """One committed batch: a checkpoint."""
         self.db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     def add_documents(self, rows: Sequence[tuple[int, str, str, str | None, str | None]]) -> None:
-        self.db.executemany("INSERT INTO document_store VALUES (?, ?, ?, ?, ?)", rows)
+        with self._batch():
+            self.db.executemany("INSERT INTO document_store VALUES (?, ?, ?, ?, ?)", rows)
         self.documents += len(rows)
+
+    def delete_rows(self, table: str, ids: Collection[int]) -> None:
+        """Drop kept rows that PostgreSQL changed or deleted since (`migrate --resume`)."""
+        store = {"documents": "document_store", "vectors": "vectors"}[table]
+        with self._batch():
+            self.db.executemany(f"DELETE FROM {store} WHERE id = ?", ((i,) for i in ids))
+        if table == "documents":
+            self.documents -= len(ids)
+        else:
+            self.vectors -= len(ids)
+
+    def stored_vectors(self, batch_rows: int) -> Iterator[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]:
+        """The vectors already in the build, in batches (an interrupted build's, for its new index)."""
+        if self.dimension is None:
+            return
+        cursor = self.db.execute("SELECT id, embedding FROM vectors ORDER BY id")
+        while rows := cursor.fetchmany(batch_rows):
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            embeddings = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
+            if self.index is not None:
+                self.worker.add(self.index, ids, embeddings)
+            self.bytes_written += embeddings.nbytes
+            yield ids, embeddings
 
     def add_vectors(
         self,
@@ -78,17 +142,19 @@ class WorkspaceBuilder:
         raw = np.ascontiguousarray(embeddings, dtype="<f4").tobytes()
         width = embeddings.shape[1] * 4
         blobs = (raw[i : i + width] for i in range(0, len(raw), width))
-        self.db.executemany(
-            "INSERT INTO vectors VALUES (?, ?, ?, ?)",
-            zip(ids.tolist(), document_ids.tolist(), blobs, created_at, strict=True),
-        )
+        with self._batch():
+            self.db.executemany(
+                "INSERT INTO vectors VALUES (?, ?, ?, ?)",
+                zip(ids.tolist(), document_ids.tolist(), blobs, created_at, strict=True),
+            )
         if self.index is not None:
             self.worker.add(self.index, ids, embeddings)
         self.vectors += len(ids)
         self.bytes_written += len(raw)
 
     def rebuild_fts(self) -> None:
-        self.db.execute("INSERT INTO documents(documents) VALUES ('rebuild')")
+        with self._batch():
+            self.db.execute("INSERT INTO documents(documents) VALUES ('rebuild')")
 
     def save_index(self) -> IndexStamp:
         """Write the HNSW index file (after the worker has finished adding)."""
@@ -100,7 +166,8 @@ class WorkspaceBuilder:
         return self.stamp
 
     def write_metadata(self, entries: Iterable[tuple[str, str]]) -> None:
-        self.db.executemany("INSERT OR REPLACE INTO metadata VALUES (?, ?)", entries)
+        with self._batch():
+            self.db.executemany("INSERT OR REPLACE INTO metadata VALUES (?, ?)", entries)
 
     def range_checksums(self, table: str) -> dict[int, RangeSum]:
         return range_checksums(self.db, table)
@@ -109,11 +176,10 @@ class WorkspaceBuilder:
         return row_hashes(self.db, table, ranges)
 
     def close(self) -> None:
-        """Commit, switch to WAL, and flush the file to disk (once)."""
+        """Switch to WAL and flush the file to disk (once)."""
         if self.closed:
             return
         self.closed = True
-        self.db.execute("COMMIT")
         for pragma in FINAL_PRAGMAS:
             self.db.execute(pragma)
         self.db.execute("PRAGMA optimize")
@@ -121,6 +187,11 @@ class WorkspaceBuilder:
         fsync_path(self.db_path)
         fsync_path(self.build_dir)
         self.bytes_written = self.db_path.stat().st_size + (self.stamp.bytes if self.stamp else 0)
+
+    def keep(self) -> None:
+        """Stop, leaving the committed batches for `migrate --resume`."""
+        with contextlib.suppress(sqlite3.Error):
+            self.db.close()
 
     def discard(self) -> None:
         with contextlib.suppress(sqlite3.Error):
@@ -136,18 +207,19 @@ def check_target_free(target_db: Path, replace: bool, workspace_id: str) -> None
         )
 
 
-def install(build: WorkspaceBuilder, in_own_dir: bool, placement: Placement) -> None:
-    """Put a closed, checked build in place through `placement` (which can still undo it)."""
+def install_moves(build: WorkspaceBuilder, in_own_dir: bool) -> list[tuple[Path | None, Path]]:
+    """The renames that put a closed, checked build in place (for `Placement.put_all`)."""
     target_db = build.target_db
     if in_own_dir:
         make_private_dir(target_db.parent.parent)
-        placement.put(build.build_dir, target_db.parent)
-        return
+        return [(build.build_dir, target_db.parent)]
     # a named database file (--sqlite-path): the old database's WAL files step aside with it
-    for stale in (target_db.with_name(target_db.name + "-wal"), target_db.with_name(target_db.name + "-shm")):
-        placement.put(None, stale)
-    placement.put(build.index_path if build.index_path.exists() else None, index_path_for(target_db))
-    placement.put(build.db_path, target_db)
+    stale = [target_db.with_name(target_db.name + "-wal"), target_db.with_name(target_db.name + "-shm")]
+    return [
+        *((None, path) for path in stale),
+        (build.index_path if build.index_path.exists() else None, index_path_for(target_db)),
+        (build.db_path, target_db),
+    ]
 
 
 def metadata_entries(values: dict[str, object]) -> list[tuple[str, str]]:

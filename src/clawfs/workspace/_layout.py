@@ -10,11 +10,14 @@ Directories are 0700 and files 0600 whatever the umask: every file is created wi
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .._values import encode_id
 from ..errors import WorkspaceError
@@ -79,22 +82,40 @@ def write_private_temp(path: Path, data: bytes) -> Path:
     return tmp
 
 
+def write_private(path: Path, data: bytes) -> None:
+    """Replace `path` by a 0600 file holding `data`, durably: a reader sees the old file or the new one."""
+    os.replace(write_private_temp(path, data), path)
+    fsync_path(path.parent)
+
+
 class Placement:
     """Renames finished files and directories into place, all or nothing.
 
     `put(new, final)` moves whatever is at `final` aside (a dotted name in the same directory) and
     renames `new` there. `rollback()` removes what was put and brings the old things back;
     `commit()` deletes the old things. Until `commit`, every old workspace or file still exists.
+
+    With a `journal`, `put_all` first writes down every move it is about to make; a process killed
+    part-way through is then finished, not undone, by `finish_placement(journal)` (everything being
+    placed was complete and checked before the first rename).
     """
 
-    def __init__(self, tag: str) -> None:
+    def __init__(self, tag: str, journal: Path | None = None) -> None:
         self.tag = tag
+        self.journal = journal
         self.moves: list[tuple[Path, Path | None, bool]] = []  # final, where the old one waits, new put?
+
+    def put_all(self, moves: Sequence[tuple[Path | None, Path]], record: dict[str, Any] | None = None) -> None:
+        if self.journal is not None:
+            plan = {"tag": self.tag, "moves": [[str(n) if n else None, str(f)] for n, f in moves], **(record or {})}
+            write_private(self.journal, json.dumps(plan).encode())
+        for new, final in moves:
+            self.put(new, final)
 
     def put(self, new: Path | None, final: Path) -> None:
         old = None
         if final.exists() or final.is_symlink():
-            old = final.with_name(f".{final.name}.clawfs-old-{self.tag}")
+            old = _aside(final, self.tag)
             os.rename(final, old)
         self.moves.append((final, old, False))
         if new is not None:
@@ -109,12 +130,47 @@ class Placement:
             if old is not None:
                 os.rename(old, final)
         self.moves = []
+        self._forget()
 
     def commit(self) -> None:
         for _, old, _ in self.moves:
             if old is not None:
                 remove_path(old)
         self.moves = []
+        self._forget()
+
+    def _forget(self) -> None:
+        if self.journal is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.journal.unlink()
+
+
+def finish_placement(journal: Path) -> dict[str, Any]:
+    """Finish the moves an interrupted `Placement.put_all` wrote down; returns the journal's record.
+
+    Moves happen in order, so every move before the last one whose new thing is gone is done."""
+    plan = json.loads(journal.read_text())
+    tag = plan["tag"]
+    moves = [(Path(n) if n else None, Path(f)) for n, f in plan["moves"]]
+    done = max((i for i, (new, _) in enumerate(moves) if new is not None and not new.exists()), default=-1)
+    for i, (new, final) in enumerate(moves):
+        old = _aside(final, tag)
+        if i > done:
+            if final.exists() or final.is_symlink():
+                if old.exists() and new is not None:
+                    raise WorkspaceError(f"cannot finish installing {final}: {old} is in the way")
+                remove_path(old)
+                os.rename(final, old)
+            if new is not None:
+                os.rename(new, final)
+            fsync_path(final.parent)
+        remove_path(old)
+    journal.unlink()
+    return dict(plan)
+
+
+def _aside(final: Path, tag: str) -> Path:
+    return final.with_name(f".{final.name}.clawfs-old-{tag}")
 
 
 def remove_path(path: Path) -> None:
