@@ -3,6 +3,7 @@
 from ._cutover import CutoverOptions, CutoverReport, cutover
 from ._migrate import MigrateOptions, migrate
 from ._sync import SyncOptions, SyncReport, sync
+from ._sync_setup import SetupReport, TeardownReport, sync_setup, sync_teardown
 from ._verify import SearchCheck, TableCheck, VerificationReport, VerifyOptions, WorkspaceCheck, verify
 from .errors import (
     BadRowError,
@@ -34,6 +35,7 @@ __all__ = [
     "Progress",
     "RestoreReport",
     "SearchCheck",
+    "SetupReport",
     "SkippedRow",
     "SourceError",
     "StepFailed",
@@ -41,6 +43,7 @@ __all__ = [
     "SyncOptions",
     "SyncReport",
     "TableCheck",
+    "TeardownReport",
     "UsageError",
     "VerificationError",
     "VerificationReport",
@@ -55,5 +58,7 @@ __all__ = [
     "migrate",
     "restore",
     "sync",
+    "sync_setup",
+    "sync_teardown",
     "verify",
 ]

@@ -13,11 +13,13 @@ file once), plus the changed rows. `--follow` repeats this at an interval.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,7 @@ from .audit import AuditLog
 from .errors import BadRowError, SourceError, UsageError, WorkspaceError
 from .progress import NULL_PROGRESS, Progress
 from .report import SkippedRow
-from .source import Source
+from .source import ChangeSet, ReplicationSlot, Source, SourceInfo, lsn_text
 from .workspace import (
     CLAWFS_METADATA_KEYS,
     Layout,
@@ -41,10 +43,17 @@ from .workspace import (
     make_private_dir,
     metadata_entries,
     remove_path,
+    write_private,
     write_private_temp,
 )
 
 log = logging.getLogger("clawfs")
+
+SLOT_RECORD = "replication.json"
+MAX_SLOT_CHANGES = 50_000  # row changes read from the slot per round
+RETAINED_WAL_WARNING = 1 << 30  # bytes of WAL a slot may hold before sync warns
+SLOT_INTERVAL = 1.0  # seconds between --follow rounds: reading a slot costs little
+COMPARE_INTERVAL = 10.0  # each comparison reads both sides' checksums
 
 
 @dataclass(frozen=True)
@@ -82,7 +91,7 @@ class WorkspaceSync:
     database: str
     tables: tuple[TableChanges, ...]
     metadata_changed: int
-    in_sync: bool  # both sides' checksums agree after the changes
+    in_sync: bool | None  # both sides' checksums agree after the changes (None: not compared, a slot's changes)
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,9 @@ class SyncReport:
     # the age of that snapshot (with --follow, add the interval for the worst case)
     lag_wal_bytes: int | None = None
     lag_seconds: float = 0.0
+    method: str = "compare"  # or "slot": the changes a replication slot listed (sync setup)
+    retained_wal_bytes: int | None = None  # WAL the server keeps for the slot
+    more_waiting: bool = False  # the slot had more changes than one round takes: --follow goes on at once
 
     def asdict(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,7 +123,8 @@ def sync(
     options: SyncOptions,
     progress: Progress = NULL_PROGRESS,
 ) -> SyncReport:
-    """Apply what PostgreSQL changed since the workspaces were migrated (or last synced)."""
+    """Apply what PostgreSQL changed since the workspaces were migrated (or last synced): through the
+    replication slot of `sync setup` when there is one for every workspace chosen, else by comparison."""
     started = time.perf_counter()
     layout = Layout(Path(root))
     where = redact_url(pg_url) if pg_url else "(libpq environment)"
@@ -120,7 +133,20 @@ def sync(
     notes: list[str] = []
     results = []
     bad = _BadRows(options.on_bad_row)
+    record = _slot_for(layout, options, notes)
+    slot = changes = status = None
     try:
+        if record is not None:
+            slot = ReplicationSlot(pg_url, record.slot, record.publication)
+            if slot.status() is None:
+                notes.append(
+                    f"replication slot {record.slot!r} no longer exists in PostgreSQL: compared instead "
+                    "(clawfs sync teardown, then clawfs sync setup, makes a new one)"
+                )
+                slot.close()
+                slot = None
+            elif record.ready:
+                changes = slot.peek(MAX_SLOT_CHANGES)  # before the snapshot below, which then sees them all
         with Source(pg_url) as source:
             known = source.workspace_ids()
             if options.all_workspaces:
@@ -133,33 +159,54 @@ def sync(
                 ]
             else:
                 chosen = list(dict.fromkeys(options.workspaces))
-            progress.start("sync", len(chosen), unit="workspaces")
-            for ws in chosen:
-                db = options.sqlite_path or layout.workspace_db(ws)
+            paths = {ws: options.sqlite_path or layout.workspace_db(ws) for ws in chosen}
+            for ws, db in paths.items():
                 if not db.is_file():
                     raise WorkspaceError(f"no workspace {ws!r} at {db}: migrate it first")
-                result = _sync_workspace(source, db, ws, options.batch_size, bad)
-                results.append(result)
+            progress.start("sync", len(chosen), unit="workspaces")
+            if changes is not None and not changes.truncated:
+                results = _apply_slot_changes(source, paths, changes, options.batch_size, bad)
+                progress.advance("sync", len(chosen))
+            else:
+                for ws, db in paths.items():
+                    results.append(_sync_workspace(source, db, ws, options.batch_size, bad))
+                    progress.advance("sync", 1)
+            for result in results:
                 audit.record(
                     "workspace",
                     result="ok",
-                    workspace=ws,
+                    workspace=result.workspace_id,
                     **{t.table: asdict(t) for t in result.tables},
                 )
-                progress.advance("sync", 1)
             written = removed = 0
-            if options.identities and options.sqlite_path is None:
+            if options.identities and options.sqlite_path is None and (changes is None or _identities_changed(changes)):
                 written, removed = _sync_identities(source, layout, bad)
             info = source.info
             lag_wal_bytes = source.wal_behind()
+        if slot is not None and record is not None:
+            if changes is not None and changes.end_lsn is not None:
+                slot.advance(changes.end_lsn)
+            if not record.ready:
+                write_slot_record(layout, replace(record, ready=True))  # compared once after the slot was made
+            status = slot.status()
+            if status is not None:
+                lag_wal_bytes = status.behind_bytes
+                if status.retained_bytes > RETAINED_WAL_WARNING:
+                    notes.append(
+                        f"replication slot {record.slot!r} holds {status.retained_bytes / 2**20:,.0f} MiB of WAL "
+                        "on the server: keep syncing, or remove it with clawfs sync teardown"
+                    )
     except BaseException as e:
         audit.record("end", result="failed", error=str(e))
         raise
     finally:
         progress.finish("sync")
+        if slot is not None:
+            slot.close()
     seconds = time.perf_counter() - started
-    changes = sum(t.changed for w in results for t in w.tables) + sum(w.metadata_changed for w in results)
-    audit.record("end", result="ok", seconds=round(seconds, 3), changes=changes)
+    applied = sum(t.changed for w in results for t in w.tables) + sum(w.metadata_changed for w in results)
+    method = "slot" if changes is not None and not changes.truncated else "compare"
+    audit.record("end", result="ok", seconds=round(seconds, 3), changes=applied, method=method)
     return SyncReport(
         source=info.location,
         snapshot={"wal_lsn": info.snapshot_lsn, "snapshot": info.snapshot_xmin},
@@ -169,15 +216,178 @@ def sync(
         notes=tuple(notes),
         skipped=tuple(bad.rows),
         seconds=seconds,
-        changes=changes + written + removed,
+        changes=applied + written + removed,
         lag_wal_bytes=lag_wal_bytes,
         lag_seconds=time.perf_counter() - started,
+        method=method,
+        retained_wal_bytes=status.retained_bytes if status is not None else None,
+        more_waiting=changes is not None and changes.changes >= MAX_SLOT_CHANGES,
     )
 
 
-def _sync_workspace(source: Source, db_path: Path, workspace_id: str, batch_size: int, bad: _BadRows) -> WorkspaceSync:
+# -- through a replication slot --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SlotRecord:
+    """`<root>/.clawfs/replication.json`: the slot this root follows (made by `sync setup`)."""
+
+    slot: str
+    publication: str
+    source: str  # where, redacted
+    created_at: str
+    ready: bool  # the workspaces were compared once after the slot was made: its stream covers the rest
+
+
+def read_slot_record(layout: Layout) -> SlotRecord | None:
+    path = layout.state_dir / SLOT_RECORD
+    try:
+        return SlotRecord(**json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError) as e:
+        raise WorkspaceError(
+            f"{path} is damaged ({e}): clawfs sync teardown --slot NAME removes a slot by name"
+        ) from None
+
+
+def write_slot_record(layout: Layout, record: SlotRecord) -> None:
+    make_private_dir(layout.state_dir)
+    write_private(layout.state_dir / SLOT_RECORD, json.dumps(asdict(record), indent=2).encode())
+
+
+def _slot_for(layout: Layout, options: SyncOptions, notes: list[str]) -> SlotRecord | None:
+    """The slot to read, if this root has one and the sync covers every workspace the slot serves (it
+    advances only once all of them have the changes)."""
+    record = read_slot_record(layout)
+    if record is None:
+        return None
+    if options.sqlite_path is not None or (
+        not options.all_workspaces and set(options.workspaces) != workspaces_on_disk(layout)
+    ):
+        notes.append(
+            f"replication slot {record.slot!r} serves every workspace of this root: "
+            "a sync of some of them compares instead (use --all-workspaces)"
+        )
+        return None
+    return record
+
+
+def _identities_changed(changes: ChangeSet) -> bool:
+    return "agent_identities" in changes.tables
+
+
+def _apply_slot_changes(
+    source: Source, paths: dict[str, Path], changes: ChangeSet, batch_size: int, bad: _BadRows
+) -> list[WorkspaceSync]:
+    """Read again the rows the slot says changed, in this snapshot, and make each workspace agree on
+    exactly those rows (a document that moved to another workspace takes its vectors along)."""
     info = source.info
-    with Workspace.open(db_path) as ws:
+    chosen = list(paths)
+    documents: dict[str, dict[int, Any]] = {ws: {} for ws in chosen}
+    for ids in _chunks(sorted(changes.ids["documents"]), 50_000):
+        for row in source.read_documents(chosen, bad, ids=ids):
+            documents[row[1]][row[0]] = row
+    vector_ids = set(changes.ids["vectors"])
+    results = []
+    with contextlib.ExitStack() as stack:
+        spaces = {ws: stack.enter_context(_open_workspace(info, db, ws)) for ws, db in paths.items()}
+        files = {ws: stack.enter_context(contextlib.closing(WorkspaceFiles(db))) for ws, db in paths.items()}
+        local_documents = {ws: files[ws].present("documents", changes.ids["documents"]) for ws in chosen}
+        elsewhere = {i for rows in documents.values() for i in rows}
+        for ws in chosen:  # documents that moved out take their vectors: read those again too
+            vector_ids |= files[ws].vectors_of((local_documents[ws] - set(documents[ws])) & elsewhere)
+        vectors: dict[str, dict[int, tuple[int, int, bytes, str]]] = {ws: {} for ws in chosen}
+        skipped_documents = bad.ids("documents")
+        for ids in _chunks(sorted(vector_ids), 50_000):
+            for b in source.read_vectors(chosen, batch_size, bad, include_orphans=False, ids=ids):
+                raw = np.ascontiguousarray(b.embeddings, dtype="<f4")
+                owners = zip(b.ids.tolist(), b.document_ids.tolist(), b.created_at, strict=True)
+                for n, (i, d, c) in enumerate(owners):
+                    if d in skipped_documents:
+                        bad(BadRowError("vectors", i, f"its document {d} was skipped"))
+                    else:
+                        vectors[chosen[b.workspace]][i] = (i, d, raw[n].tobytes(), c)
+        state = {
+            "wal_lsn": lsn_text(changes.end_lsn) if changes.end_lsn is not None else "",
+            "snapshot": str(info.snapshot_xmin),
+            "method": "slot",
+        }
+        for ws in chosen:
+            results.append(
+                _apply_rows_of(
+                    spaces[ws],
+                    files[ws],
+                    info.dimension,
+                    documents[ws],
+                    local_documents[ws],
+                    vectors[ws],
+                    files[ws].present("vectors", vector_ids),
+                    state,
+                    batch_size,
+                )
+            )
+        if "metadata" in changes.tables or any(r.tables[0].changed or r.tables[1].changed for r in results):
+            for ws, result in zip(chosen, results, strict=True):
+                theirs = {t: files[ws].range_checksums(t) for t in CHECKSUM_TABLES}  # equal to PostgreSQL's now
+                changed = _sync_metadata(source, spaces[ws], files[ws], theirs)
+                results[results.index(result)] = replace(result, metadata_changed=changed)
+    return results
+
+
+def _apply_rows_of(
+    ws: Workspace,
+    files: WorkspaceFiles,
+    dimension: int | None,
+    documents: dict[int, Any],
+    local_documents: set[int],
+    vectors: dict[int, tuple[int, int, bytes, str]],
+    local_vectors: set[int],
+    state: dict[str, str],
+    batch_size: int,
+) -> WorkspaceSync:
+    if vectors and ws.dimension is None and dimension is not None:
+        ws.ensure_dimension(dimension)
+    for batch in _chunks(sorted(documents), batch_size):
+        ws.apply_rows(documents=[documents[i] for i in batch], state={**state, "status": "documents"})
+    for batch in _chunks(sorted(vectors), batch_size):
+        ws.apply_rows(vectors=[vectors[i] for i in batch], state={**state, "status": "vectors"})
+    gone_vectors = sorted(local_vectors - set(vectors))
+    gone_documents = sorted(local_documents - set(documents))
+    for batch in _chunks(gone_vectors, batch_size):
+        ws.apply_rows(delete_vectors=batch, state={**state, "status": "vectors"})
+    for batch in _chunks(gone_documents, batch_size):
+        ws.apply_rows(delete_documents=batch, state={**state, "status": "documents"})
+    ws.apply_rows(state={**state, "status": "done", "synced_at": now_text()})
+    tables = (
+        TableChanges(
+            "documents",
+            inserted=len(set(documents) - local_documents),
+            updated=len(set(documents) & local_documents),
+            deleted=len(gone_documents),
+        ),
+        TableChanges(
+            "vectors",
+            inserted=len(set(vectors) - local_vectors),
+            updated=len(set(vectors) & local_vectors),
+            deleted=len(gone_vectors),
+        ),
+    )
+    return WorkspaceSync(ws.workspace_id, str(ws.path), tables, 0, None)
+
+
+def _sync_workspace(source: Source, db_path: Path, workspace_id: str, batch_size: int, bad: _BadRows) -> WorkspaceSync:
+    with _open_workspace(source.info, db_path, workspace_id) as ws:
+        files = WorkspaceFiles(db_path)  # the file's own side of the comparison, read-only
+        try:
+            return _apply_differences(source, ws, files, workspace_id, batch_size, bad)
+        finally:
+            files.close()
+
+
+def _open_workspace(info: SourceInfo, db_path: Path, workspace_id: str) -> Workspace:
+    ws = Workspace.open(db_path)
+    try:
         if ws.workspace_id != workspace_id:
             raise WorkspaceError(f"{db_path} holds workspace {ws.workspace_id!r}, not {workspace_id!r}")
         if info.dimension is not None and ws.dimension not in (None, info.dimension):
@@ -185,11 +395,10 @@ def _sync_workspace(source: Source, db_path: Path, workspace_id: str, batch_size
                 f"workspace {workspace_id!r} has vectors of {ws.dimension} dimensions, PostgreSQL {info.dimension}: "
                 "migrate it again with --replace"
             )
-        files = WorkspaceFiles(db_path)  # the file's own side of the comparison, read-only
-        try:
-            return _apply_differences(source, ws, files, workspace_id, batch_size, bad)
-        finally:
-            files.close()
+    except BaseException:
+        ws.close()
+        raise
+    return ws
 
 
 def _apply_differences(
@@ -318,14 +527,19 @@ def follow(
     pg_url: str | None,
     root: str | os.PathLike[str],
     options: SyncOptions,
-    interval: float,
+    interval: float | None,
     on_round: Callable[[SyncReport], None],
     rounds: int | None = None,
 ) -> None:
-    """Sync, wait `interval` seconds, sync again... until interrupted (or `rounds` are done)."""
+    """Sync, wait, sync again... until interrupted (or `rounds` are done). The wait is `interval`
+    seconds, by default 1 s when a replication slot lists the changes and 10 s when each round
+    compares checksums; none while the slot has more waiting than one round takes."""
     done = 0
     while rounds is None or done < rounds:
-        on_round(sync(pg_url, root, options))
+        report = sync(pg_url, root, options)
+        on_round(report)
         done += 1
-        if rounds is None or done < rounds:
-            time.sleep(interval)
+        if (rounds is None or done < rounds) and not report.more_waiting:
+            time.sleep(
+                interval if interval is not None else SLOT_INTERVAL if report.method == "slot" else COMPARE_INTERVAL
+            )

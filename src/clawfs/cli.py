@@ -25,6 +25,7 @@ from ._cutover import CutoverOptions, cutover
 from ._migrate import BAD_ROW_POLICIES, MigrateOptions, migrate
 from ._sync import SyncOptions, SyncReport, sync
 from ._sync import follow as run_follow
+from ._sync_setup import sync_setup, sync_teardown
 from ._values import scrub, url_password
 from ._verify import VerifyOptions, verify
 from .demo import run_demo
@@ -236,7 +237,7 @@ def verify_command(
     return EXIT_OK if report.ok else EXIT_VERIFICATION
 
 
-@cli.command("sync")
+@cli.group("sync", invoke_without_command=True)
 @pg_url_option
 @selection_options("sync", "Sync every migrated workspace.", "Sync this database file (one --workspace-id).")
 @click.option("--batch-size", type=int, default=1000, show_default=True, help="Rows per SQLite transaction.")
@@ -249,7 +250,12 @@ def verify_command(
     help="What to do with a bad source row: stop, or list it and leave it out.",
 )
 @click.option("--follow", is_flag=True, help="Keep syncing until interrupted (Ctrl-C).")
-@click.option("--interval", type=float, default=10.0, show_default=True, help="Seconds between rounds with --follow.")
+@click.option(
+    "--interval",
+    type=float,
+    default=None,
+    help="Seconds between rounds with --follow [default: 1 with a replication slot, 10 comparing].",
+)
 @common_options
 def sync_command(
     pg_url: str | None,
@@ -260,12 +266,15 @@ def sync_command(
     no_identities: bool,
     on_bad_row: str,
     follow: bool,
-    interval: float,
+    interval: float | None,
     verbose: bool,
     as_json: bool,
     root: Path,
 ) -> None:
-    """Apply what PostgreSQL changed since the migration (found by comparing checksums)."""
+    """Apply what PostgreSQL changed since the migration: read from the replication slot of
+    `clawfs sync setup` if there is one, else found by comparing checksums."""
+    if click.get_current_context().invoked_subcommand is not None:
+        return  # `sync setup` / `sync teardown`
     setup_logging(verbose, None)
     options = SyncOptions(
         workspaces=workspace_ids,
@@ -275,7 +284,7 @@ def sync_command(
         identities=not no_identities,
         on_bad_row=on_bad_row,
     )
-    if interval <= 0:
+    if interval is not None and interval <= 0:
         raise UsageError("--interval must be positive")
 
     def show(report: SyncReport) -> None:
@@ -293,6 +302,44 @@ def sync_command(
     except KeyboardInterrupt:
         if not as_json:
             stdout.print("stopped")
+
+
+@sync_command.command("setup")
+@pg_url_option
+@common_options
+def sync_setup_command(pg_url: str | None, verbose: bool, as_json: bool, root: Path) -> None:
+    """Create a publication and a logical replication slot (pgoutput) for this root's sync.
+
+    Needs wal_level = logical and a role with REPLICATION that owns the tables. The slot keeps WAL
+    on the server until sync reads it: remove it with `clawfs sync teardown` when done."""
+    setup_logging(verbose, None)
+    report = sync_setup(pg_url, root)
+    if as_json:
+        print(json.dumps(report.asdict(), indent=2, ensure_ascii=False, default=json_default))
+        return
+    stdout.print(f"publication and replication slot {report.slot!r} created for tables {', '.join(report.tables)}")
+    if report.synced is not None:
+        sync_table(report.synced, stdout)
+    stdout.print(
+        "clawfs sync (and sync --follow, cutover) now read the slot: run it often, the slot keeps WAL until then"
+    )
+    stdout.print("remove it with: clawfs sync teardown")
+
+
+@sync_command.command("teardown")
+@pg_url_option
+@click.option("--slot", default=None, help="Drop this slot and publication by name (when the root is lost).")
+@common_options
+def sync_teardown_command(pg_url: str | None, slot: str | None, verbose: bool, as_json: bool, root: Path) -> None:
+    """Drop the replication slot and publication of `clawfs sync setup` (sync compares again)."""
+    setup_logging(verbose, None)
+    report = sync_teardown(pg_url, root, slot)
+    if as_json:
+        print(json.dumps(report.asdict(), indent=2, ensure_ascii=False, default=json_default))
+        return
+    what = [f"slot {report.slot!r}" if report.dropped_slot else f"slot {report.slot!r} (already gone)"]
+    what.append(f"publication {report.publication!r}" if report.dropped_publication else "publication (already gone)")
+    stdout.print(f"dropped {' and '.join(what)}")
 
 
 @cli.command("cutover")

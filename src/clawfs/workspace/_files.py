@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +62,23 @@ class WorkspaceFiles:
     def count(self, table: str) -> int:
         name = {"documents": "document_store", "vectors": "vectors"}[table]
         return int(self.db.execute(f"SELECT count(*) FROM {name}").fetchone()[0])
+
+    def present(self, table: str, ids: Collection[int]) -> set[int]:
+        """Which of `ids` the table holds (`documents` means document_store)."""
+        store = {"documents": "document_store", "vectors": "vectors"}[table]
+        return self._ids(f"SELECT id FROM {store} WHERE id", ids)
+
+    def vectors_of(self, document_ids: Collection[int]) -> set[int]:
+        """Ids of the vectors of those documents."""
+        return self._ids("SELECT id FROM vectors WHERE document_id", document_ids)
+
+    def _ids(self, query: str, values: Collection[int]) -> set[int]:
+        found: set[int] = set()
+        wanted = sorted(values)
+        for start in range(0, len(wanted), 10_000):
+            chunk = wanted[start : start + 10_000]
+            found.update(r[0] for r in self.db.execute(f"{query} IN ({','.join('?' * len(chunk))})", chunk))
+        return found
 
     def range_checksums(self, table: str) -> dict[int, RangeSum]:
         return range_checksums(self.db, table)

@@ -1,0 +1,98 @@
+"""`sync setup` / `sync teardown`: the replication slot that lets `sync` read changes instead of
+comparing (clawfs.source._replication has the PostgreSQL side, clawfs._sync the applying).
+
+Setup makes a publication of the IronClaw tables and a `pgoutput` slot, both named
+`clawfs_<12 hex>`, records them in `<root>/.clawfs/replication.json`, and compares the migrated
+workspaces once more: changes made before the slot existed are not in its stream. Teardown drops
+both and the record; `--slot NAME` drops a slot whose root is lost.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ._sync import SLOT_RECORD, SlotRecord, SyncOptions, SyncReport, read_slot_record, sync, write_slot_record
+from ._values import now_text, redact_url
+from ._verify import workspaces_on_disk
+from .audit import AuditLog
+from .errors import UsageError
+from .source import create_slot, drop_slot
+from .workspace import Layout, remove_path
+
+
+@dataclass(frozen=True)
+class SetupReport:
+    slot: str
+    publication: str
+    tables: tuple[str, ...]
+    start_lsn: int
+    synced: SyncReport | None  # the comparison made right after (None: no workspace migrated yet)
+
+    def asdict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TeardownReport:
+    slot: str
+    publication: str
+    dropped_slot: bool
+    dropped_publication: bool
+
+    def asdict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def sync_setup(pg_url: str | None, root: str | os.PathLike[str], options: SyncOptions | None = None) -> SetupReport:
+    """Create the publication and slot this root's `sync` will read, then compare once."""
+    layout = Layout(Path(root))
+    existing = read_slot_record(layout)
+    if existing is not None:
+        raise UsageError(
+            f"{layout.root} already follows replication slot {existing.slot!r}: clawfs sync teardown removes it"
+        )
+    where = redact_url(pg_url) if pg_url else "(libpq environment)"
+    audit = AuditLog(layout.audit_log, f"{os.getpid()}-{time.time_ns()}", "sync setup", where)
+    name = f"clawfs_{uuid.uuid4().hex[:12]}"
+    try:
+        tables, start = create_slot(pg_url, name)
+        on_disk = workspaces_on_disk(layout)
+        write_slot_record(layout, SlotRecord(name, name, where, now_text(), ready=not on_disk))
+        synced = None
+        if on_disk:
+            base = options or SyncOptions(all_workspaces=True)
+            synced = sync(pg_url, root, SyncOptions(**{**vars(base), "workspaces": (), "all_workspaces": True}))
+    except BaseException as e:
+        audit.record("end", result="failed", error=str(e))
+        raise
+    audit.record("end", result="ok", slot=name, tables=tables, start_lsn=start)
+    return SetupReport(name, name, tuple(tables), start, synced)
+
+
+def sync_teardown(pg_url: str | None, root: str | os.PathLike[str], slot: str | None = None) -> TeardownReport:
+    """Drop the slot and publication of this root (or the slot named `slot`), and the record."""
+    layout = Layout(Path(root))
+    record = read_slot_record(layout) if slot is None else None
+    if slot is None and record is None:
+        raise UsageError(
+            f"{layout.root} follows no replication slot (clawfs sync teardown --slot NAME drops one by name)"
+        )
+    name = slot if slot is not None else record.slot  # type: ignore[union-attr]
+    publication = name if slot is not None else record.publication  # type: ignore[union-attr]
+    where = redact_url(pg_url) if pg_url else "(libpq environment)"
+    audit = AuditLog(layout.audit_log, f"{os.getpid()}-{time.time_ns()}", "sync teardown", where)
+    try:
+        dropped_slot, dropped_publication = drop_slot(pg_url, name, publication)
+    except BaseException as e:
+        audit.record("end", result="failed", error=str(e))
+        raise
+    mine = read_slot_record(layout)
+    if mine is not None and mine.slot == name:
+        remove_path(layout.state_dir / SLOT_RECORD)
+    audit.record("end", result="ok", slot=name, dropped_slot=dropped_slot, dropped_publication=dropped_publication)
+    return TeardownReport(name, publication, dropped_slot, dropped_publication)

@@ -1,0 +1,193 @@
+"""A logical replication slot on the source, read through the SQL interface (`sync setup` / `teardown`).
+
+`sync setup` creates a publication of the IronClaw tables and a slot with the built-in `pgoutput`
+plugin; `sync` then peeks at the slot's stream for which rows changed (clawfs.source._pgoutput),
+reads those rows, applies them, and only then advances the slot: a crash in between replays the
+same changes, which is harmless (rows are read again, not taken from the stream).
+
+A slot keeps every WAL segment it has not confirmed: a forgotten slot fills the server's disk.
+`SlotStatus.retained_bytes` says how much it holds, `sync` warns past a threshold, and
+`sync teardown` drops the slot and the publication in one command.
+
+Needs `wal_level = logical`, and a role with the REPLICATION attribute (or a superuser); creating
+the publication needs CREATE on the database and ownership of the tables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from .._values import url_password
+from ..errors import SourceError
+from ._pgoutput import ChangeSet, PgoutputDecoder, PgoutputError
+from ._postgres import _one_line
+
+PUBLISHED = ("documents", "vectors", "metadata", "agent_identities")
+
+
+def lsn_text(lsn: int) -> str:
+    """PostgreSQL's `pg_lsn` text form of a WAL position."""
+    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
+
+
+@dataclass(frozen=True)
+class SlotStatus:
+    name: str
+    active: bool  # another session is reading it right now
+    wal_status: str | None  # reserved / extended / unreserved / lost (a lost slot is useless)
+    retained_bytes: int  # WAL the server keeps for this slot
+    behind_bytes: int  # WAL written since the position the slot has confirmed
+
+
+class ReplicationSlot:
+    """One connection to the source for a slot's stream (autocommit, never read-only)."""
+
+    def __init__(self, url: str | None, slot: str, publication: str) -> None:
+        self.slot = slot
+        self.publication = publication
+        self._secrets = [url_password(url or "")]
+        self.conn = _connect(url, self._secrets)
+
+    def __enter__(self) -> ReplicationSlot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(psycopg.Error):
+            self.conn.close()
+
+    def status(self) -> SlotStatus | None:
+        """The slot as the server sees it, or None when it does not exist (dropped by someone)."""
+        row = self._query(
+            "SELECT active, wal_status,"
+            " coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::int8,"
+            " coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), 0)::int8"
+            " FROM pg_replication_slots WHERE slot_name = %s AND database = current_database()",
+            [self.slot],
+        )
+        if not row:
+            return None
+        active, wal_status, retained, behind = row[0]
+        return SlotStatus(self.slot, bool(active), wal_status, int(retained), int(behind))
+
+    def peek(self, max_changes: int) -> ChangeSet:
+        """Which rows changed in the whole transactions after the slot's confirmed position (at least
+        `max_changes` row changes when that many are waiting, then up to the end of a transaction)."""
+        rows = self._query(
+            "SELECT data FROM pg_logical_slot_peek_binary_changes(%s, NULL, %s,"
+            " 'proto_version', '1', 'publication_names', %s)",
+            [self.slot, max_changes, self.publication],
+        )
+        decoder = PgoutputDecoder()
+        try:
+            for (data,) in rows:
+                decoder.feed(bytes(data))
+        except PgoutputError as e:
+            raise SourceError(f"cannot read replication slot {self.slot!r}: {e}") from None
+        return decoder.changes
+
+    def advance(self, lsn: int) -> None:
+        """Confirm everything up to `lsn` (applied): the server may drop the WAL before it."""
+        self._query("SELECT pg_replication_slot_advance(%s, %s::pg_lsn)", [self.slot, lsn_text(lsn)])
+
+    def _query(self, query: str, params: list[object]) -> list[tuple[Any, ...]]:
+        try:
+            return self.conn.execute(query, params).fetchall()
+        except psycopg.errors.InsufficientPrivilege as e:
+            raise SourceError(
+                f"cannot use replication slot {self.slot!r}: {_one_line(e, self._secrets)}"
+                " (it takes a role with REPLICATION)"
+            ) from None
+        except psycopg.Error as e:
+            lost = isinstance(e, psycopg.OperationalError) and self.conn.broken
+            raise SourceError(
+                f"replication slot {self.slot!r}: {_one_line(e, self._secrets)}", connection_lost=lost
+            ) from None
+
+
+def create_slot(url: str | None, name: str) -> tuple[list[str], int]:
+    """A publication `name` of the IronClaw tables there are, and a `pgoutput` slot `name`; returns the
+    tables published and the slot's starting WAL position. Nothing is left behind if it fails."""
+    secrets = [url_password(url or "")]
+    with _connect(url, secrets) as conn:
+        level = str(conn.execute("SHOW wal_level").fetchone()[0])  # type: ignore[index]
+        if level != "logical":
+            raise SourceError(
+                f"logical decoding needs wal_level = logical, the server has {level!r}: set it in postgresql.conf"
+                " and restart PostgreSQL, or keep using `clawfs sync` without setup (it compares instead)"
+            )
+        tables = _existing(conn)
+        try:
+            conn.execute(
+                sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(
+                    sql.Identifier(name), sql.SQL(", ").join(map(sql.Identifier, tables))
+                )
+            )
+        except psycopg.Error as e:
+            raise SourceError(
+                f"cannot create publication {name!r}: {_one_line(e, secrets)} (it takes CREATE on the database"
+                " and ownership of the tables)"
+            ) from None
+        try:
+            row = conn.execute(
+                "SELECT pg_wal_lsn_diff(lsn, '0/0')::int8 FROM pg_create_logical_replication_slot(%s, 'pgoutput')",
+                [name],
+            ).fetchone()
+        except psycopg.Error as e:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name)))
+            raise SourceError(
+                f"cannot create replication slot {name!r}: {_one_line(e, secrets)}"
+                " (it takes a role with REPLICATION, and a free slot: max_replication_slots)"
+            ) from None
+        assert row is not None
+        return tables, int(row[0])
+
+
+def drop_slot(url: str | None, slot: str, publication: str) -> tuple[bool, bool]:
+    """Drop the slot and the publication (each only if it exists); returns which existed."""
+    secrets = [url_password(url or "")]
+    try:
+        with _connect(url, secrets) as conn:
+            had_slot = bool(
+                conn.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", [slot]).fetchone()[0]  # type: ignore[index]
+            )
+            if had_slot:
+                conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
+            had_publication = bool(
+                conn.execute("SELECT count(*) FROM pg_publication WHERE pubname = %s", [publication]).fetchone()[0]  # type: ignore[index]
+            )
+            conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(publication)))
+            return had_slot, had_publication
+    except psycopg.errors.ObjectInUse as e:
+        raise SourceError(
+            f"cannot drop replication slot {slot!r}: {_one_line(e, secrets)} (stop sync --follow first)"
+        ) from None
+    except psycopg.Error as e:
+        raise SourceError(f"cannot drop replication slot {slot!r}: {_one_line(e, secrets)}") from None
+
+
+def _existing(conn: psycopg.Connection[tuple[Any, ...]]) -> list[str]:
+    rows = conn.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.relkind IN ('r', 'p') AND c.relname = ANY(%s) AND n.nspname = ANY(current_schemas(false))",
+        [list(PUBLISHED)],
+    ).fetchall()
+    return sorted({str(r[0]) for r in rows}, key=PUBLISHED.index)
+
+
+def _connect(url: str | None, secrets: list[str | None]) -> psycopg.Connection[tuple[Any, ...]]:
+    try:
+        conn = psycopg.connect(url or "", application_name="clawfs", connect_timeout=15, autocommit=True)
+    except psycopg.Error as e:
+        raise SourceError(f"cannot connect to PostgreSQL: {_one_line(e, secrets)}") from None
+    with contextlib.suppress(psycopg.Error):
+        conn.execute("SET default_transaction_read_only = off")  # after `cutover --make-source-read-only`
+    return conn
