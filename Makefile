@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-search bench-hnsw clean
+.PHONY: demo test lint bench bench-search bench-follow bench-hnsw clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ bench: $(STAMP)
 
 bench-search: $(STAMP)
 	$(BIN)/python benchmarks/search.py
+
+bench-follow: $(STAMP)
+	$(BIN)/python benchmarks/follow.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
