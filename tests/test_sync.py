@@ -38,6 +38,9 @@ from pgstore import PgStore, with_database
 SECRET_MARK = "s3cr3t"
 PASSWORD = "Zx7-pw-s3cr3t-sync"
 REPORT_KEYS = {
+    "method",
+    "retained_wal_bytes",
+    "more_waiting",
     "source",
     "snapshot",
     "workspaces",

@@ -3,21 +3,27 @@ final sync, a full verification, then what the application must switch.
 
 Order: writes are stopped first (when asked), so that the final sync sees the last state; sessions
 already connected keep their old setting until they reconnect, so the report counts them. Rollback
-stays trivial: migrate, verify and sync never wrote to PostgreSQL, and the read-only switch is undone
-with one statement (printed in the report).
+stays trivial: migrate, verify and sync never wrote to PostgreSQL's tables, and the read-only switch
+is undone with one statement (printed in the report).
+
+A replication slot of `sync setup` is dropped once the cutover has verified every workspace it
+serves: left behind, it would keep WAL on the server for ever.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from ._sync import SyncOptions, SyncReport, sync
+from ._sync import SyncOptions, SyncReport, read_slot_record, sync
+from ._sync_setup import sync_teardown
 from ._verify import VerificationReport, VerifyOptions, check_selection, verify
 from .errors import ClawfsError, VerificationError
 from .progress import NULL_PROGRESS, Progress
 from .source import make_database_read_only
+from .workspace import Layout
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,8 @@ class CutoverReport:
     sessions_still_connected: int
     workspaces: tuple[tuple[str, str], ...]  # workspace id, database file
     undo: str | None
+    slot_dropped: str | None = None  # the replication slot of `sync setup`, dropped after the proof
+    notes: tuple[str, ...] = ()
 
     def asdict(self) -> dict[str, Any]:
         return {
@@ -50,6 +58,8 @@ class CutoverReport:
             "sessions_still_connected": self.sessions_still_connected,
             "workspaces": [{"workspace_id": w, "database": d} for w, d in self.workspaces],
             "undo": self.undo,
+            "slot_dropped": self.slot_dropped,
+            "notes": list(self.notes),
         }
 
 
@@ -94,6 +104,7 @@ def cutover(
         if switch is not None:  # never leave production read-only without saying so
             e.args = (f"{e} (database {switch.database!r} was made read-only first; to undo: {undo})",)
         raise
+    slot_dropped, notes = _drop_slot(pg_url, root, synced)
     return CutoverReport(
         sync=synced,
         verification=checked,
@@ -102,4 +113,20 @@ def cutover(
         workspaces=tuple((w.workspace_id, w.database) for w in checked.workspaces),
         # the session running the undo is read-only by default too: its transaction asks for READ WRITE
         undo=undo,
+        slot_dropped=slot_dropped,
+        notes=notes,
     )
+
+
+def _drop_slot(
+    pg_url: str | None, root: str | os.PathLike[str], synced: SyncReport
+) -> tuple[str | None, tuple[str, ...]]:
+    """Drop this root's replication slot when the final sync read it (so it served every workspace)."""
+    record = read_slot_record(Layout(Path(root)))
+    if record is None or synced.method != "slot":
+        return None, ()
+    try:
+        sync_teardown(pg_url, root)
+    except ClawfsError as e:
+        return None, (f"the replication slot {record.slot!r} is still there ({e}): clawfs sync teardown drops it",)
+    return record.slot, ()

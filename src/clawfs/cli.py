@@ -320,10 +320,8 @@ def sync_setup_command(pg_url: str | None, verbose: bool, as_json: bool, root: P
     stdout.print(f"publication and replication slot {report.slot!r} created for tables {', '.join(report.tables)}")
     if report.synced is not None:
         sync_table(report.synced, stdout)
-    stdout.print(
-        "clawfs sync (and sync --follow, cutover) now read the slot: run it often, the slot keeps WAL until then"
-    )
-    stdout.print("remove it with: clawfs sync teardown")
+    stdout.print("clawfs sync, sync --follow and cutover now read the slot; it keeps WAL on the server until they do")
+    stdout.print("cutover drops it; so does: clawfs sync teardown")
 
 
 @sync_command.command("teardown")
@@ -391,10 +389,16 @@ def cutover_command(
                 " until they reconnect: stop them, then run cutover again"
             )
         stdout.print(f"To undo: {report.undo}")
+    if report.slot_dropped:
+        stdout.print(f"Dropped replication slot and publication {report.slot_dropped!r}: nothing follows PostgreSQL.")
+    for note in report.notes:
+        stdout.print(f"note: {note}")
     stdout.print("\nSwitch the application to ClawFS:")
     for workspace_id, database in report.workspaces:
         stdout.print(f"  Workspace.open({str(root)!r}, {workspace_id!r})  # {database}")
-    stdout.print("migrate, verify and sync never wrote to PostgreSQL: to go back, point the application at it again.")
+    stdout.print(
+        "migrate, verify and sync never wrote to PostgreSQL's tables: to go back, point the application at it again."
+    )
 
 
 @cli.command("search")
