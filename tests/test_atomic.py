@@ -368,3 +368,20 @@ def test_kill_9_mid_migration_leaves_no_workspace_and_the_next_run_cleans_up(pg:
     assert not build_dir.exists()
     assert build_leftovers(root) == []
     assert quiet_fingerprint(pg) == before
+
+
+def test_a_killed_but_unreaped_process_counts_as_gone() -> None:
+    """A run killed under a parent that does not reap it (PID 1 in many containers) stays a zombie: its
+    build is still an interrupted run's, for --resume to claim and for a plain run to remove."""
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert MIGRATE_MODULE._alive(child.pid)
+        os.kill(child.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while MIGRATE_MODULE._alive(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not MIGRATE_MODULE._alive(child.pid)  # a zombie now: not reaped until wait() below
+        assert Path(f"/proc/{child.pid}").exists()
+    finally:
+        child.kill()
+        child.wait()

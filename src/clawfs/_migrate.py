@@ -707,13 +707,18 @@ def identity_bytes(row: IdentityRow) -> bytes:
 
 
 def _alive(pid: int) -> bool:
+    """Whether a process runs with that pid (a zombie, killed but not yet reaped, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (macOS): the signal test is all there is
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def _ended(run_dir: Path) -> bool:
