@@ -229,8 +229,11 @@ def sync_table(report: Any, console: Console, brief: bool = False) -> None:
             f"{datetime.now(UTC):%H:%M:%S} synced to {report.snapshot['wal_lsn']} in {report.seconds:.1f} s: "
             f"{report.changes} change(s); lag {_lag(report)}; {'; '.join(parts)}"
         )
+        for note in report.notes:
+            console.print(f"note: {note}")
         return
-    table = Table(title=f"sync from {report.source} at WAL {report.snapshot['wal_lsn']}")
+    how = " through the replication slot" if report.method == "slot" else ""
+    table = Table(title=f"sync from {report.source}{how} at WAL {report.snapshot['wal_lsn']}")
     for column in ("Workspace", "Table", "Inserted", "Updated", "Deleted"):
         table.add_column(column, justify="left" if column in ("Workspace", "Table") else "right")
     for w in report.workspaces:
@@ -238,9 +241,14 @@ def sync_table(report: Any, console: Console, brief: bool = False) -> None:
             table.add_row(w.workspace_id, t.table, f"{t.inserted:,}", f"{t.updated:,}", f"{t.deleted:,}")
         table.add_row(w.workspace_id, "metadata", "", f"{w.metadata_changed:,}", "")
     console.print(table)
+    outcome = (
+        "the rows the slot listed were read again and applied"
+        if report.method == "slot"
+        else "every workspace now matches PostgreSQL's checksums"
+    )
     console.print(
         f"identity files written: {report.identities_written}, removed: {report.identities_removed}; "
-        f"{report.changes} change(s) in {report.seconds:.1f} s; every workspace now matches PostgreSQL's checksums"
+        f"{report.changes} change(s) in {report.seconds:.1f} s; {outcome}"
     )
     for row in report.skipped:
         console.print(f"skipped (bad row): {row.table} id {row.id}: {row.reason}")
