@@ -536,7 +536,8 @@ class ReadOnlySwitch:
 
 def make_database_read_only(url: str | None) -> ReadOnlySwitch:
     """`ALTER DATABASE <current> SET default_transaction_read_only = on` (the draft's "Disable PostgreSQL
-    writes"): the only statement clawfs ever writes to PostgreSQL, and only when asked (`cutover`).
+    writes"), only when asked (`cutover`); besides `sync setup`'s publication and slot, the only thing
+    clawfs ever writes to PostgreSQL.
     Undo (from a session that is itself read-only by default now):
     `BEGIN READ WRITE; ALTER DATABASE <db> RESET default_transaction_read_only; COMMIT`."""
     secrets = [url_password(url or "")]
