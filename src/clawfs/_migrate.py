@@ -404,7 +404,8 @@ class _Migration:
 
     def _remove_abandoned_runs(self) -> None:
         """Build directories of runs that ended without finishing (killed, interrupted) are garbage to a
-        run that was not asked to `--resume`: remove them."""
+        run that was not asked to `--resume`: remove them. One killed while renaming its verified
+        workspaces into place is finished first, so that no old workspace is left set aside."""
         places = [(self.layout.tmp_dir, "run-")]
         if self.options.sqlite_path is not None:
             target = self._target_db(self.workspaces[0])
@@ -417,7 +418,10 @@ class _Migration:
                 if not entry.name.startswith(prefix) or not pid.isdigit() or entry == self._run_dir():
                     continue
                 if not _alive(int(pid)) or _ended(entry):
-                    if (entry / "run.json").exists() and not self.options.resume:
+                    if (entry / "install.json").exists():  # verified and half renamed into place: finish that
+                        finish_placement(entry / "install.json")
+                        self.notes.append(f"finished installing the workspaces of an interrupted run ({entry.name})")
+                    elif (entry / "run.json").exists() and not self.options.resume:
                         self.notes.append(
                             f"removed the build of an interrupted run ({entry.name}): --resume continues one"
                         )
