@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -54,6 +55,7 @@ from .progress import NULL_PROGRESS, Progress
 from .report import MigrationReport, SkippedRow, StepReport, WorkspaceReport
 from .source import IdentityRow, Source
 from .workspace import (
+    DB_NAME,
     SCHEMA_VERSION,
     TARGET_ERRORS,
     HnswParams,
@@ -338,8 +340,7 @@ class _Migration:
                 continue
             if _alive(int(pid)) and not record.get("ended"):
                 continue  # still running
-            builds = [Path(p) for p in record.get("builds", {}).values()]
-            if not (entry / "install.json").exists() and not any(p.exists() for p in builds):
+            if not (entry / "install.json").exists() and not self._builds_of(entry):
                 remove_tree(entry)  # a run that finished but was killed before it had cleaned up
                 continue
             found.append((entry.stat().st_mtime_ns, entry, record))
@@ -349,21 +350,43 @@ class _Migration:
                 os.rename(entry, tmp / f"run-{run_id}")
             except OSError:
                 continue  # another run claimed it first
-            old_id, self.run_id = record["run_id"], run_id
-            moved_builds: dict[str, str] = {}
-            for ws, path in record["builds"].items():
-                kept = Path(path)
-                if kept.is_relative_to(entry):
-                    moved_builds[ws] = str(self._run_dir() / kept.relative_to(entry))
-                else:  # --sqlite-path: the build sits beside the target file
-                    moved = kept.with_name(kept.name.replace(f"-build-{old_id}", f"-build-{run_id}"))
-                    if kept.exists():
-                        os.rename(kept, moved)
-                    moved_builds[ws] = str(moved)
-            self.audit.record("resume", interrupted_run=old_id)
-            return {**record, "builds": moved_builds, "run_id": run_id}
+            return self._adopt(entry, record, run_id)
         self.notes.append("nothing to resume for this selection: started a new migration")
         return None
+
+    def _builds_of(self, run_dir: Path) -> list[Path]:
+        """The build directories a run left (found by the run's own suffix, which a claim keeps)."""
+        builds = [db.parent for db in run_dir.rglob(DB_NAME)]
+        if self.options.sqlite_path is not None:
+            target = self.options.sqlite_path.resolve()
+            suffix = run_dir.name.split("-", 2)[2]
+            builds += [d for d in target.parent.glob(f".{target.name}.clawfs-build-*-{suffix}") if d.is_dir()]
+        return builds
+
+    def _adopt(self, entry: Path, record: dict[str, Any], run_id: str) -> dict[str, Any]:
+        """Make the claimed run (renamed from `entry`) this run: its paths, journal and record follow."""
+        old_id, self.run_id = record["run_id"], run_id
+
+        def moved(path: str) -> str:
+            """Where a path of the interrupted run is now."""
+            kept = Path(path)
+            if kept.is_relative_to(entry):
+                return str(self._run_dir() / kept.relative_to(entry))
+            return re.sub(r"\.clawfs-build-\d+-", f".clawfs-build-{os.getpid()}-", path)  # beside the target
+
+        builds = {ws: moved(path) for ws, path in record["builds"].items()}
+        for beside in self._builds_of(entry):  # --sqlite-path: the build sits beside the target file
+            if not beside.is_relative_to(entry):
+                os.rename(beside, moved(str(beside)))
+        journal = self._journal()
+        if journal.exists():
+            plan = json.loads(journal.read_text())
+            plan["moves"] = [[moved(new) if new else None, final] for new, final in plan["moves"]]
+            write_private(journal, json.dumps(plan).encode())
+        record = {**record, "builds": builds, "run_id": run_id, "ended": False}
+        write_private(self._run_dir() / "run.json", json.dumps(record).encode())  # claimed, even if killed now
+        self.audit.record("resume", interrupted_run=old_id)
+        return record
 
     def _finish_interrupted_install(self, started: float, claimed: dict[str, Any]) -> MigrationReport:
         """The interrupted run had checked everything and begun renaming it into place: finish that."""
@@ -418,6 +441,8 @@ class _Migration:
                 if not entry.name.startswith(prefix) or not pid.isdigit() or entry == self._run_dir():
                     continue
                 if not _alive(int(pid)) or _ended(entry):
+                    if self.options.resume and _selection_of(entry) not in (None, self._selection()):
+                        continue  # another selection's interrupted run: its own --resume continues it
                     if (entry / "install.json").exists():  # verified and half renamed into place: finish that
                         finish_placement(entry / "install.json")
                         self.notes.append(f"finished installing the workspaces of an interrupted run ({entry.name})")
@@ -632,18 +657,16 @@ class _Migration:
             builder.close()
         placement = Placement(self.run_id, journal=self._journal())
         staged: list[Path] = []
-        created: list[Path] = []
         try:
-            for path, data in self.identities:
-                if not path.parent.exists():
-                    created.append(make_private_dir(path.parent))
-                staged.append(write_private_temp(path, data))
+            for path, data in self.identities:  # staged in the run directory: a killed run leaves none about
+                stage = make_private_dir(self._run_dir() / "agents" / path.parent.name) / path.name
+                staged.append(write_private_temp(stage, data))
             moves = [m for b in self.builders for m in install_moves(b, self.options.sqlite_path is None)]
             moves += [(tmp, path) for tmp, (path, _) in zip(staged, self.identities, strict=True)]
             placement.put_all(moves, record=self._install_record())
         except BaseException:
             placement.rollback()
-            for leftover in [*staged, *created]:
+            for leftover in staged:
                 remove_path(leftover)
             raise
         placement.commit()
@@ -730,6 +753,14 @@ def _ended(run_dir: Path) -> bool:
         return bool(json.loads((run_dir / "run.json").read_text()).get("ended"))
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def _selection_of(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        selection = json.loads((run_dir / "run.json").read_text()).get("selection")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return selection if isinstance(selection, dict) else None
 
 
 def _options_for_audit(options: MigrateOptions) -> dict[str, Any]:

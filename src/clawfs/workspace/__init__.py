@@ -8,6 +8,7 @@ from ._files import IndexFile, WorkspaceFiles
 from ._identity import identity_document
 from ._index import DEFAULT_DTYPE, DTYPES, HnswParams, IndexWorker
 from ._layout import (
+    DB_NAME,
     Layout,
     Placement,
     finish_placement,
@@ -26,6 +27,7 @@ TARGET_ERRORS: tuple[type[BaseException], ...] = (OSError, sqlite3.Error)
 
 __all__ = [
     "CLAWFS_METADATA_KEYS",
+    "DB_NAME",
     "DEFAULT_DTYPE",
     "DTYPES",
     "KEEP",

@@ -104,6 +104,7 @@ class Placement:
         self.tag = tag
         self.journal = journal
         self.moves: list[tuple[Path, Path | None, bool]] = []  # final, where the old one waits, new put?
+        self.created: list[Path] = []  # directories made to put things in (removed again by rollback)
 
     def put_all(self, moves: Sequence[tuple[Path | None, Path]], record: dict[str, Any] | None = None) -> None:
         if self.journal is not None:
@@ -113,6 +114,8 @@ class Placement:
             self.put(new, final)
 
     def put(self, new: Path | None, final: Path) -> None:
+        self.created += _missing_dirs(final.parent)
+        make_private_dir(final.parent)
         old = None
         if final.exists() or final.is_symlink():
             old = _aside(final, self.tag)
@@ -129,7 +132,11 @@ class Placement:
                 remove_path(final)
             if old is not None:
                 os.rename(old, final)
+        for made in reversed(self.created):
+            with contextlib.suppress(OSError):
+                made.rmdir()  # only if empty
         self.moves = []
+        self.created = []
         self._forget()
 
     def commit(self) -> None:
@@ -137,6 +144,7 @@ class Placement:
             if old is not None:
                 remove_path(old)
         self.moves = []
+        self.created = []
         self._forget()
 
     def _forget(self) -> None:
@@ -161,12 +169,22 @@ def finish_placement(journal: Path) -> dict[str, Any]:
                     raise WorkspaceError(f"cannot finish installing {final}: {old} is in the way")
                 remove_path(old)
                 os.rename(final, old)
+            make_private_dir(final.parent)
             if new is not None:
                 os.rename(new, final)
             fsync_path(final.parent)
         remove_path(old)
     journal.unlink()
     return dict(plan)
+
+
+def _missing_dirs(path: Path) -> list[Path]:
+    """`path` and its ancestors that do not exist yet, outermost first."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    return missing[::-1]
 
 
 def _aside(final: Path, tag: str) -> Path:
