@@ -50,7 +50,7 @@ from .workspace import (
 log = logging.getLogger("clawfs")
 
 SLOT_RECORD = "replication.json"
-MAX_SLOT_CHANGES = 50_000  # row changes read from the slot per round
+MAX_SLOT_CHANGES = 50_000  # messages read from the slot per round (then up to the end of a transaction)
 RETAINED_WAL_WARNING = 1 << 30  # bytes of WAL a slot may hold before sync warns
 SLOT_INTERVAL = 1.0  # seconds between --follow rounds: reading a slot costs little
 COMPARE_INTERVAL = 10.0  # each comparison reads both sides' checksums
@@ -184,8 +184,8 @@ def sync(
             info = source.info
             lag_wal_bytes = source.wal_behind()
         if slot is not None and record is not None:
-            if changes is not None and changes.end_lsn is not None:
-                slot.advance(changes.end_lsn)
+            if changes is not None and changes.confirm_lsn is not None:
+                slot.advance(changes.confirm_lsn)
             if not record.ready:
                 write_slot_record(layout, replace(record, ready=True))  # compared once after the slot was made
             status = slot.status()
@@ -221,7 +221,7 @@ def sync(
         lag_seconds=time.perf_counter() - started,
         method=method,
         retained_wal_bytes=status.retained_bytes if status is not None else None,
-        more_waiting=changes is not None and changes.changes >= MAX_SLOT_CHANGES,
+        more_waiting=changes is not None and changes.more_waiting,
     )
 
 
@@ -288,19 +288,25 @@ def _apply_slot_changes(
     for ids in _chunks(sorted(changes.ids["documents"]), 50_000):
         for row in source.read_documents(chosen, bad, ids=ids):
             documents[row[1]][row[0]] = row
-    vector_ids = set(changes.ids["vectors"])
+    listed_vectors = sorted(changes.ids["vectors"])
+    changed_documents = sorted(changes.ids["documents"])
     results = []
     with contextlib.ExitStack() as stack:
         spaces = {ws: stack.enter_context(_open_workspace(info, db, ws)) for ws, db in paths.items()}
         files = {ws: stack.enter_context(contextlib.closing(WorkspaceFiles(db))) for ws, db in paths.items()}
-        local_documents = {ws: files[ws].present("documents", changes.ids["documents"]) for ws in chosen}
-        elsewhere = {i for rows in documents.values() for i in rows}
-        for ws in chosen:  # documents that moved out take their vectors: read those again too
-            vector_ids |= files[ws].vectors_of((local_documents[ws] - set(documents[ws])) & elsewhere)
+        local_documents = {ws: files[ws].rows("documents", changed_documents) for ws in chosen}
+        # the vectors to make equal: those the slot listed, and all of the changed documents' (a document that
+        # moved between workspaces takes its vectors along; one that left takes them away)
+        local_vectors = {
+            ws: files[ws].rows("vectors", set(listed_vectors) | files[ws].vectors_of(changed_documents))
+            for ws in chosen
+        }
         vectors: dict[str, dict[int, tuple[int, int, bytes, str]]] = {ws: {} for ws in chosen}
         skipped_documents = bad.ids("documents")
-        for ids in _chunks(sorted(vector_ids), 50_000):
-            for b in source.read_vectors(chosen, batch_size, bad, include_orphans=False, ids=ids):
+        reads = [{"ids": ids} for ids in _chunks(listed_vectors, 50_000)]
+        reads += [{"document_ids": ids} for ids in _chunks(changed_documents, 50_000)]
+        for read in reads:
+            for b in source.read_vectors(chosen, batch_size, bad, include_orphans=False, **read):
                 raw = np.ascontiguousarray(b.embeddings, dtype="<f4")
                 owners = zip(b.ids.tolist(), b.document_ids.tolist(), b.created_at, strict=True)
                 for n, (i, d, c) in enumerate(owners):
@@ -317,12 +323,11 @@ def _apply_slot_changes(
             results.append(
                 _apply_rows_of(
                     spaces[ws],
-                    files[ws],
                     info.dimension,
                     documents[ws],
                     local_documents[ws],
                     vectors[ws],
-                    files[ws].present("vectors", vector_ids),
+                    local_vectors[ws],
                     state,
                     batch_size,
                 )
@@ -337,41 +342,42 @@ def _apply_slot_changes(
 
 def _apply_rows_of(
     ws: Workspace,
-    files: WorkspaceFiles,
     dimension: int | None,
     documents: dict[int, Any],
-    local_documents: set[int],
+    local_documents: dict[int, tuple[Any, ...]],
     vectors: dict[int, tuple[int, int, bytes, str]],
-    local_vectors: set[int],
+    local_vectors: dict[int, tuple[Any, ...]],
     state: dict[str, str],
     batch_size: int,
 ) -> WorkspaceSync:
+    """Make one workspace hold exactly `documents` and `vectors` of the rows it was compared on (the
+    local copies given); a row equal to the local copy is not written again."""
+    gone_documents = sorted(set(local_documents) - set(documents))
+    gone_vectors = sorted(set(local_vectors) - set(vectors))
+    documents = {i: row for i, row in documents.items() if local_documents.get(i) != tuple(row)}
+    vectors = {i: row for i, row in vectors.items() if local_vectors.get(i) != tuple(row)}
     if vectors and ws.dimension is None and dimension is not None:
         ws.ensure_dimension(dimension)
     for batch in _chunks(sorted(documents), batch_size):
         ws.apply_rows(documents=[documents[i] for i in batch], state={**state, "status": "documents"})
     for batch in _chunks(sorted(vectors), batch_size):
         ws.apply_rows(vectors=[vectors[i] for i in batch], state={**state, "status": "vectors"})
-    gone_vectors = sorted(local_vectors - set(vectors))
-    gone_documents = sorted(local_documents - set(documents))
     for batch in _chunks(gone_vectors, batch_size):
         ws.apply_rows(delete_vectors=batch, state={**state, "status": "vectors"})
     for batch in _chunks(gone_documents, batch_size):
         ws.apply_rows(delete_documents=batch, state={**state, "status": "documents"})
     ws.apply_rows(state={**state, "status": "done", "synced_at": now_text()})
-    tables = (
+    tables = tuple(
         TableChanges(
-            "documents",
-            inserted=len(set(documents) - local_documents),
-            updated=len(set(documents) & local_documents),
-            deleted=len(gone_documents),
-        ),
-        TableChanges(
-            "vectors",
-            inserted=len(set(vectors) - local_vectors),
-            updated=len(set(vectors) & local_vectors),
-            deleted=len(gone_vectors),
-        ),
+            table,
+            inserted=len(set(new) - set(local)),
+            updated=len(set(new) & set(local)),
+            deleted=len(gone),
+        )
+        for table, new, local, gone in (
+            ("documents", documents, local_documents, gone_documents),
+            ("vectors", vectors, local_vectors, gone_vectors),
+        )
     )
     return WorkspaceSync(ws.workspace_id, str(ws.path), tables, 0, None)
 

@@ -20,7 +20,7 @@ from ._sync import SLOT_RECORD, SlotRecord, SyncOptions, SyncReport, read_slot_r
 from ._values import now_text, redact_url
 from ._verify import workspaces_on_disk
 from .audit import AuditLog
-from .errors import UsageError
+from .errors import UsageError, WorkspaceError
 from .source import create_slot, drop_slot
 from .workspace import Layout, remove_path
 
@@ -91,7 +91,11 @@ def sync_teardown(pg_url: str | None, root: str | os.PathLike[str], slot: str | 
     except BaseException as e:
         audit.record("end", result="failed", error=str(e))
         raise
-    mine = read_slot_record(layout)
+    try:
+        mine = read_slot_record(layout)
+    except WorkspaceError:
+        mine = None  # damaged: it named this slot or none usable
+        remove_path(layout.state_dir / SLOT_RECORD)
     if mine is not None and mine.slot == name:
         remove_path(layout.state_dir / SLOT_RECORD)
     audit.record("end", result="ok", slot=name, dropped_slot=dropped_slot, dropped_publication=dropped_publication)

@@ -43,8 +43,10 @@ class ChangeSet:
     truncated: set[str] = field(default_factory=set)
     changes: int = 0  # row changes (inserts, updates, deletes)
     transactions: int = 0
-    end_lsn: int | None = None  # where the last whole transaction ends: the slot may advance to it
+    end_lsn: int | None = None  # where the last whole transaction ends
     commit_time_us: int | None = None  # the last transaction's commit time, microseconds since 1970
+    more_waiting: bool = False  # the read stopped at its message limit, not at the end of the WAL
+    confirm_lsn: int | None = None  # the slot may advance to here once these changes are applied
 
     @property
     def empty(self) -> bool:
@@ -82,13 +84,17 @@ class PgoutputDecoder:
             self.relations[relid] = Relation(namespace, name, tuple(columns))
         elif kind in (b"I", b"U", b"D"):
             relation = self._relation(reader.int32())
-            self.changes.changes += 1
-            self.changes.tables.add(relation.name)
+            tags = b""
             while reader.more():
                 tag = reader.byte()
                 if tag not in (b"N", b"K", b"O"):
                     raise PgoutputError(f"unexpected tuple tag {tag!r} in a {kind.decode()} message")
                 self._note_id(relation, reader.tuple())
+                tags += tag
+            if tags not in {b"I": (b"N",), b"U": (b"N", b"KN", b"ON"), b"D": (b"K", b"O")}[kind]:
+                raise PgoutputError(f"a {kind.decode()} message with tuples {tags!r}")
+            self.changes.changes += 1
+            self.changes.tables.add(relation.name)
         elif kind == b"T":
             count = reader.int32()
             reader.int8()
@@ -106,11 +112,19 @@ class PgoutputDecoder:
             raise PgoutputError(f"a change of relation {relid} came before its relation message") from None
 
     def _note_id(self, relation: Relation, values: list[bytes | None]) -> None:
+        if len(values) != len(relation.columns):
+            raise PgoutputError(
+                f"a tuple of {len(values)} values for {relation.name} of {len(relation.columns)} columns"
+            )
         if relation.name not in self.changes.ids or "id" not in relation.columns:
             return
         value = values[relation.columns.index("id")]
-        if value is not None:  # a key tuple carries the key, and `id` is the key
+        if value is None:  # a key tuple carries the key, and `id` is the key
+            return
+        try:
             self.changes.ids[relation.name].add(int(value))
+        except ValueError:
+            raise PgoutputError(f"{relation.name}.id {value[:40]!r} is not an integer") from None
 
 
 class _Reader:

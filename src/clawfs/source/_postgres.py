@@ -329,11 +329,12 @@ class Source:
         on_bad_row: Callable[[BadRowError], None],
         include_orphans: bool,
         ids: Sequence[int] | None = None,
+        document_ids: Sequence[int] | None = None,
     ) -> Iterator[VectorBatch]:
         """Vectors of the given workspaces as decoded batches; `VectorBatch.workspace` indexes `workspaces`.
 
         With `include_orphans`, vectors whose document does not exist are reported as bad rows. With
-        `ids`, only the vectors with those ids.
+        `ids`, only the vectors with those ids; with `document_ids`, only the vectors of those documents.
         """
         dimension = self.info.dimension
         if dimension is None:
@@ -343,7 +344,7 @@ class Source:
             "COPY (SELECT array_position({ws}::text[], d.workspace_id)::int4 - 1, v.id::int8,"
             " v.document_id::int8, v.embedding, v.created_at::timestamptz"
             " FROM vectors v {join} documents d ON d.id = v.document_id"
-            " WHERE {where}{only}) TO STDOUT (FORMAT BINARY)"
+            " WHERE {where}{only}{of}) TO STDOUT (FORMAT BINARY)"
         ).format(
             ws=sql.Literal(list(workspaces)),
             join=sql.SQL(join),
@@ -351,6 +352,7 @@ class Source:
                 sql.Literal(list(workspaces))
             ),
             only=_only(ids, "v.id"),
+            of=_only(document_ids, "v.document_id"),
         )
 
         def orphan_reason(document_id: int | None) -> str:

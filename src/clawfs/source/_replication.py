@@ -77,13 +77,14 @@ class ReplicationSlot:
         active, wal_status, retained, behind = row[0]
         return SlotStatus(self.slot, bool(active), wal_status, int(retained), int(behind))
 
-    def peek(self, max_changes: int) -> ChangeSet:
-        """Which rows changed in the whole transactions after the slot's confirmed position (at least
-        `max_changes` row changes when that many are waiting, then up to the end of a transaction)."""
+    def peek(self, max_messages: int) -> ChangeSet:
+        """Which rows changed in the transactions committed after the slot's confirmed position and before
+        now: at most about `max_messages` messages (a transaction is never cut), the rest next time."""
+        (now,) = self._query("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::int8", [])[0]
         rows = self._query(
-            "SELECT data FROM pg_logical_slot_peek_binary_changes(%s, NULL, %s,"
+            "SELECT data FROM pg_logical_slot_peek_binary_changes(%s, %s::pg_lsn, %s,"
             " 'proto_version', '1', 'publication_names', %s)",
-            [self.slot, max_changes, self.publication],
+            [self.slot, lsn_text(int(now)), max_messages, self.publication],
         )
         decoder = PgoutputDecoder()
         try:
@@ -91,7 +92,12 @@ class ReplicationSlot:
                 decoder.feed(bytes(data))
         except PgoutputError as e:
             raise SourceError(f"cannot read replication slot {self.slot!r}: {e}") from None
-        return decoder.changes
+        changes = decoder.changes
+        changes.more_waiting = len(rows) >= max_messages
+        # All of the WAL up to `now` was read unless the limit cut it short: confirming `now` also lets the
+        # server drop WAL of tables and databases the publication does not cover (pgoutput sends nothing).
+        changes.confirm_lsn = changes.end_lsn if changes.more_waiting else max(int(now), changes.end_lsn or 0)
+        return changes
 
     def advance(self, lsn: int) -> None:
         """Confirm everything up to `lsn` (applied): the server may drop the WAL before it."""
@@ -102,8 +108,8 @@ class ReplicationSlot:
             return self.conn.execute(query, params).fetchall()
         except psycopg.errors.InsufficientPrivilege as e:
             raise SourceError(
-                f"cannot use replication slot {self.slot!r}: {_one_line(e, self._secrets)}"
-                " (it takes a role with REPLICATION)"
+                f"cannot use replication slot {self.slot!r}: {_one_line(e, self._secrets)} (it takes a role with"
+                " REPLICATION; without the slot, sync compares: clawfs sync teardown by a role that may drop it)"
             ) from None
         except psycopg.Error as e:
             lost = isinstance(e, psycopg.OperationalError) and self.conn.broken
@@ -143,10 +149,14 @@ def create_slot(url: str | None, name: str) -> tuple[list[str], int]:
         except psycopg.Error as e:
             with contextlib.suppress(psycopg.Error):
                 conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name)))
-            raise SourceError(
-                f"cannot create replication slot {name!r}: {_one_line(e, secrets)}"
-                " (it takes a role with REPLICATION, and a free slot: max_replication_slots)"
-            ) from None
+            hint = (
+                " (it takes a role with REPLICATION)"
+                if isinstance(e, psycopg.errors.InsufficientPrivilege)
+                else " (are all of max_replication_slots in use?)"
+                if isinstance(e, psycopg.errors.ConfigurationLimitExceeded)
+                else ""
+            )
+            raise SourceError(f"cannot create replication slot {name!r}: {_one_line(e, secrets)}{hint}") from None
         assert row is not None
         return tables, int(row[0])
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -65,20 +66,23 @@ class WorkspaceFiles:
 
     def present(self, table: str, ids: Collection[int]) -> set[int]:
         """Which of `ids` the table holds (`documents` means document_store)."""
+        return set(self.rows(table, ids))
+
+    def rows(self, table: str, ids: Collection[int]) -> dict[int, tuple[Any, ...]]:
+        """The stored rows with those ids, whole (`documents` means document_store)."""
         store = {"documents": "document_store", "vectors": "vectors"}[table]
-        return self._ids(f"SELECT id FROM {store} WHERE id", ids)
+        return {row[0]: tuple(row) for row in self._where(f"SELECT * FROM {store} WHERE id", ids)}
 
     def vectors_of(self, document_ids: Collection[int]) -> set[int]:
         """Ids of the vectors of those documents."""
-        return self._ids("SELECT id FROM vectors WHERE document_id", document_ids)
+        return {row[0] for row in self._where("SELECT id FROM vectors WHERE document_id", document_ids)}
 
-    def _ids(self, query: str, values: Collection[int]) -> set[int]:
-        found: set[int] = set()
+    def _where(self, query: str, values: Collection[int]) -> Iterator[Any]:
+        """Rows of `query` + ` IN (values)`, in chunks that SQLite accepts."""
         wanted = sorted(values)
         for start in range(0, len(wanted), 10_000):
             chunk = wanted[start : start + 10_000]
-            found.update(r[0] for r in self.db.execute(f"{query} IN ({','.join('?' * len(chunk))})", chunk))
-        return found
+            yield from self.db.execute(f"{query} IN ({','.join('?' * len(chunk))})", chunk)
 
     def range_checksums(self, table: str) -> dict[int, RangeSum]:
         return range_checksums(self.db, table)
