@@ -7,7 +7,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from clawfs import MigrateOptions, Workspace, migrate
+from clawfs import MigrateOptions, Workspace, migrate, sync_setup, sync_teardown
+from clawfs._cutover import CutoverOptions, cutover
 from cli_runner import fill_store, run_cli
 from pgstore import PgStore
 
@@ -78,3 +79,45 @@ def test_cutover_without_a_selection_is_a_usage_error_before_anything_happens(
 
     assert result.code == 2
     pg.sql("INSERT INTO metadata VALUES ('still_writable', 'true')")
+
+
+def test_cutover_reads_the_replication_slot_then_drops_it(
+    pg: PgStore, root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A slot left behind keeps WAL on the server for ever: the cutover that read it last drops it,
+    even after making the database read-only."""
+    fill_store(pg, documents=3)
+    migrate(pg.url, root, MigrateOptions(all_workspaces=True))
+    slot = sync_setup(pg.url, root).slot
+    try:
+        (new,) = pg.add_documents([{"workspace_id": "default", "content": "a kestrel at cutover", "metadata": None}])
+
+        result = run_cli(
+            capsys, "cutover", "--pg-url", pg.url, "--root", root, "--all-workspaces", "--make-source-read-only"
+        )
+
+        assert result.code == 0, result.stderr
+        assert f"Dropped replication slot and publication '{slot}'" in result.stdout
+        assert "through the replication slot" in result.stdout
+        assert pg.sql("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", [slot]) == [(0,)]
+        assert pg.sql("SELECT count(*) FROM pg_publication WHERE pubname = %s", [slot]) == [(0,)]
+        assert not (root / ".clawfs" / "replication.json").exists()
+        with Workspace.open(root, "default") as ws:
+            assert [h.document_id for h in ws.search("kestrel")] == [new]
+    finally:
+        pg.sql(f'BEGIN READ WRITE; ALTER DATABASE "{pg.dbname}" RESET default_transaction_read_only; COMMIT')
+        for (name,) in pg.sql("SELECT slot_name FROM pg_replication_slots WHERE database = %s", [pg.dbname]):
+            pg.sql("SELECT pg_drop_replication_slot(%s)", [name])
+
+
+def test_cutover_with_a_slot_but_only_some_workspaces_keeps_the_slot(pg: PgStore, root: Path) -> None:
+    fill_store(pg, workspaces=("default", "ops"), documents=2)
+    migrate(pg.url, root, MigrateOptions(all_workspaces=True))
+    slot = sync_setup(pg.url, root).slot
+    try:
+        report = cutover(pg.url, root, CutoverOptions(workspaces=("default",), sample=5))
+        assert report.slot_dropped is None
+        assert report.sync.method == "compare"
+        assert pg.sql("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", [slot]) == [(1,)]
+    finally:
+        sync_teardown(pg.url, root)
