@@ -172,7 +172,8 @@ def audit_lines(root: Path) -> list[dict[str, Any]]:
 
 
 def last_run(root: Path) -> list[dict[str, Any]]:
-    """The audit lines of the most recent run."""
-    lines = audit_lines(root)
+    """The audit lines of the most recent run of the library (the command line's closing `command`
+    line, a run of its own, is left out)."""
+    lines = [line for line in audit_lines(root) if line["step"] != "command"]
     run_id = lines[-1]["run_id"]
     return [line for line in lines if line["run_id"] == run_id]

@@ -392,7 +392,10 @@ def test_json_report_has_steps_workspaces_and_the_audit_log_one_line_per_step(
     run = last_run(root)
     assert [line["step"] for line in run] == ["start", *ALL_STEPS, "end"]
     assert run[-1]["result"] == "ok"
-    assert len({line["run_id"] for line in audit_lines(root)}) == 1
+    lines = audit_lines(root)
+    assert len({line["run_id"] for line in lines if line["step"] != "command"}) == 1
+    assert lines[-1]["step"] == "command" and lines[-1]["command"] == "migrate"  # the command line's closing line
+    assert (lines[-1]["result"], lines[-1]["exit_code"], lines[-1]["options"]["all_workspaces"]) == ("ok", 0, True)
 
 
 def test_audit_log_marks_each_step_line_with_its_result(

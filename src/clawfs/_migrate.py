@@ -30,7 +30,7 @@ from typing import Any
 
 from ._checksum import RangeSum, checksum_record
 from ._compare import differences
-from ._values import encode_id, now_text, redact_url, scrub, url_password
+from ._values import encode_id, now_text, scrub, source_label, url_password
 from ._verify import (
     CHECKSUM_TABLES,
     SourceEvidence,
@@ -130,7 +130,7 @@ class _Migration:
             self.layout.audit_log,
             self.run_id,
             "migrate",
-            redact_url(pg_url) if pg_url else "(libpq environment)",
+            source_label(pg_url),
         )
         self.steps: list[StepReport] = []
         self.skipped: list[SkippedRow] = []

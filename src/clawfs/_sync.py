@@ -28,9 +28,9 @@ import numpy as np
 from ._checksum import RangeSum, checksum_record, total
 from ._compare import differences
 from ._migrate import identity_bytes
-from ._values import now_text, redact_url
+from ._values import now_text, source_label
 from ._verify import CHECKSUM_TABLES, check_selection, workspaces_on_disk
-from .audit import AuditLog
+from .audit import AuditLog, run_id
 from .errors import BadRowError, SourceError, UsageError, WorkspaceError
 from .progress import NULL_PROGRESS, Progress
 from .report import SkippedRow
@@ -127,8 +127,8 @@ def sync(
     replication slot of `sync setup` when there is one for every workspace chosen, else by comparison."""
     started = time.perf_counter()
     layout = Layout(Path(root))
-    where = redact_url(pg_url) if pg_url else "(libpq environment)"
-    audit = AuditLog(layout.audit_log, f"{os.getpid()}-{time.time_ns()}", "sync", where)
+    where = source_label(pg_url)
+    audit = AuditLog(layout.audit_log, run_id(), "sync", where)
     audit.record("start", options={"workspaces": list(options.workspaces), "all": options.all_workspaces})
     notes: list[str] = []
     results = []

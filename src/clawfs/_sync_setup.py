@@ -10,16 +10,15 @@ both and the record; `--slot NAME` drops a slot whose root is lost.
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ._sync import SLOT_RECORD, SlotRecord, SyncOptions, SyncReport, read_slot_record, sync, write_slot_record
-from ._values import now_text, redact_url
+from ._values import now_text, source_label
 from ._verify import workspaces_on_disk
-from .audit import AuditLog
+from .audit import AuditLog, run_id
 from .errors import UsageError, WorkspaceError
 from .source import create_slot, drop_slot
 from .workspace import Layout, remove_path
@@ -56,8 +55,8 @@ def sync_setup(pg_url: str | None, root: str | os.PathLike[str], options: SyncOp
         raise UsageError(
             f"{layout.root} already follows replication slot {existing.slot!r}: clawfs sync teardown removes it"
         )
-    where = redact_url(pg_url) if pg_url else "(libpq environment)"
-    audit = AuditLog(layout.audit_log, f"{os.getpid()}-{time.time_ns()}", "sync setup", where)
+    where = source_label(pg_url)
+    audit = AuditLog(layout.audit_log, run_id(), "sync setup", where)
     name = f"clawfs_{uuid.uuid4().hex[:12]}"
     try:
         tables, start = create_slot(pg_url, name)
@@ -84,8 +83,8 @@ def sync_teardown(pg_url: str | None, root: str | os.PathLike[str], slot: str | 
         )
     name = slot if slot is not None else record.slot  # type: ignore[union-attr]
     publication = name if slot is not None else record.publication  # type: ignore[union-attr]
-    where = redact_url(pg_url) if pg_url else "(libpq environment)"
-    audit = AuditLog(layout.audit_log, f"{os.getpid()}-{time.time_ns()}", "sync teardown", where)
+    where = source_label(pg_url)
+    audit = AuditLog(layout.audit_log, run_id(), "sync teardown", where)
     try:
         dropped_slot, dropped_publication = drop_slot(pg_url, name, publication)
     except BaseException as e:

@@ -122,6 +122,11 @@ _DSN_PASSWORD = re.compile(
 )
 
 
+def source_label(url: str | None) -> str:
+    """Where a command reads from, fit to print or log: the URL with its password redacted."""
+    return redact_url(url) if url else "(libpq environment)"
+
+
 def redact_url(url: str) -> str:
     """A connection string that is safe to print: any password replaced by `***`."""
     if "://" not in url:

@@ -1,6 +1,9 @@
-"""The audit log: one JSON line per step of every run, appended under the root (`.clawfs/audit.log`).
+"""The audit log (draft §13.3): JSON lines appended under the root (`.clawfs/audit.log`).
 
-Opened with O_APPEND and mode 0600; clawfs never rewrites or truncates it.
+Every command run from the command line adds one `command` line when it ends: who (user, host), what
+(the command and its options; search texts and vectors are not kept), against which source (the URL
+with its password redacted), the result and the exit code. Runs of migrate and sync add a line per
+step. Opened with O_APPEND and mode 0600; clawfs never rewrites or truncates it.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ import getpass
 import json
 import os
 import socket
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +21,8 @@ from .workspace._layout import FILE_MODE, make_private_dir
 
 
 class AuditLog:
+    """Lines of one run of one command (`run_id` ties them together)."""
+
     def __init__(self, path: Path, run_id: str, command: str, source: str | None) -> None:
         self.path = path
         self.base = {"run_id": run_id, "command": command, "source": source}
@@ -39,3 +45,7 @@ class AuditLog:
             os.write(fd, (json.dumps(line, ensure_ascii=False, default=str) + "\n").encode("utf-8"))
         finally:
             os.close(fd)
+
+
+def run_id() -> str:
+    return f"{os.getpid()}-{time.time_ns()}"

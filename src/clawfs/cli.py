@@ -3,6 +3,8 @@ renders the report it returns. Errors become one line and the documented exit co
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import sqlite3
@@ -12,7 +14,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 from rich.console import Console
@@ -26,8 +28,9 @@ from ._migrate import BAD_ROW_POLICIES, MigrateOptions, migrate
 from ._sync import SyncOptions, SyncReport, sync
 from ._sync import follow as run_follow
 from ._sync_setup import sync_setup, sync_teardown
-from ._values import scrub, url_password
+from ._values import scrub, source_label, url_password
 from ._verify import VerifyOptions, verify
+from .audit import AuditLog, run_id
 from .demo import run_demo
 from .errors import (
     EXIT_FAILURE,
@@ -39,7 +42,7 @@ from .errors import (
     WorkspaceError,
     exit_code,
 )
-from .workspace import DEFAULT_DTYPE, DTYPES, Hit, HnswParams, Workspace, backup, restore
+from .workspace import DEFAULT_DTYPE, DTYPES, Hit, HnswParams, Layout, Workspace, backup, restore
 
 F = TypeVar("F", bound=Callable[..., Any])
 stdout = Console(soft_wrap=True)
@@ -47,7 +50,8 @@ stderr = Console(stderr=True, soft_wrap=True)
 
 
 def common_options(f: F) -> F:
-    """-v/--verbose, --json and --root, on every command (DESIGN §4)."""
+    """-v/--verbose, --json and --root, on every command (DESIGN §4); and its line in the audit log."""
+    f = audited(f)
     f = click.option(
         "--root",
         type=click.Path(path_type=Path),
@@ -59,6 +63,51 @@ def common_options(f: F) -> F:
     f = click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")(f)
     f = click.option("-v", "--verbose", is_flag=True, help="More log lines; tracebacks on errors.")(f)
     return f
+
+
+# Options whose values are the user's data, not settings: the audit log says only that they were given.
+PRIVATE_OPTIONS = ("text", "vector")
+
+
+def audited(f: F) -> F:
+    """Add one `command` line to the root's audit log when the command ends: who ran what against which
+    source, and the result (the root must exist by then: a mistyped --root is not created for it)."""
+
+    @functools.wraps(f)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        if ctx.invoked_subcommand is not None:
+            return f(*args, **kwargs)  # a group (`sync`) handing over to its subcommand, which records
+        started = time.monotonic()
+        try:
+            result = f(*args, **kwargs)
+        except BaseException as e:
+            _audit(ctx, kwargs, started, exit_code(e), e)
+            raise
+        _audit(ctx, kwargs, started, result if isinstance(result, int) else EXIT_OK, None)
+        return result
+
+    return cast(F, run)
+
+
+def _audit(ctx: click.Context, params: dict[str, Any], started: float, code: int, error: BaseException | None) -> None:
+    root = params.get("root")
+    if not isinstance(root, Path) or not root.is_dir():
+        return
+    secrets = [url_password(params.get("pg_url") or ""), *_secrets([])]
+    options = {
+        name: ("(given)" if name in PRIVATE_OPTIONS else str(value) if isinstance(value, Path) else value)
+        for name, value in params.items()
+        if name not in ("pg_url", "root", "as_json", "verbose") and value not in (None, (), False)
+    }
+    fields: dict[str, Any] = {"options": options, "result": "ok" if code == EXIT_OK else "failed", "exit_code": code}
+    fields["seconds"] = round(time.monotonic() - started, 3)
+    if error is not None:
+        fields["error"] = scrub(f"{type(error).__name__}: {error}", secrets)
+    source = source_label(params["pg_url"]) if "pg_url" in params else None
+    command = ctx.command_path.removeprefix(f"{ctx.find_root().info_name} ")
+    with contextlib.suppress(OSError):  # the audit line must never turn a result into a failure
+        AuditLog(Layout(root).audit_log, run_id(), command, source).record("command", **fields)
 
 
 def pg_url_option(f: F) -> F:

@@ -22,7 +22,7 @@ from psycopg.adapt import Loader
 from psycopg.pq import Format
 
 from .._checksum import RangeSum, from_sql
-from .._values import format_timestamp, redact_url, scrub, url_password
+from .._values import format_timestamp, scrub, source_label, url_password
 from ..errors import BadRowError, SourceError
 from ._checksum_sql import DOCUMENT_ROWS, VECTOR_ROWS, range_sums, rows_in_ranges, timestamp_text
 from ._vector_copy import VectorBatch, VectorCopyDecoder
@@ -128,7 +128,7 @@ class Source:
         """Open a snapshot of the store; with `snapshot` (from `export_snapshot`), join that one."""
         self.url = url or ""
         self._secrets = [url_password(self.url)]
-        self.redacted_url = redact_url(self.url) if self.url else "(libpq environment)"
+        self.redacted_url = source_label(self.url)
         try:
             self.conn = psycopg.connect(self.url, application_name="clawfs", connect_timeout=15)
         except psycopg.Error as e:
