@@ -56,10 +56,20 @@ class Writer:
         self.rng = random.Random(SEED)
         self.np_rng = np.random.default_rng(SEED)
         self.ids = [r[0] for r in self.conn.execute("SELECT id FROM documents").fetchall()]
+        # new embeddings lie near stored ones, as real ones cluster (isotropic noise is HNSW's worst case
+        # and would fail verification's recall check, which is about the index, not about sync)
+        self.near = [
+            np.array(json.loads(r[0]), dtype=np.float32)
+            for r in self.conn.execute("SELECT embedding::text FROM vectors ORDER BY id LIMIT 500").fetchall()
+        ]
         self.made = 0
 
     def _vector(self) -> str:
-        return "[" + ",".join(f"{x:.6f}" for x in self.np_rng.normal(size=self.dimension)) + "]"
+        base = self.near[self.rng.randrange(len(self.near))]
+        noisy = base + 0.05 * float(np.linalg.norm(base)) / np.sqrt(self.dimension) * self.np_rng.normal(
+            size=self.dimension
+        )
+        return "[" + ",".join(f"{x:.6f}" for x in noisy) + "]"
 
     def change(self) -> None:
         roll = self.rng.random()
@@ -91,6 +101,8 @@ class Writer:
 
 def verified(url: str, root: Path) -> bool:
     report = clawfs.verify(url, root, clawfs.VerifyOptions(all_workspaces=True, sample=20))
+    for error in report.errors:
+        print(f"  verify: {error}", flush=True)
     return bool(report.ok)
 
 

@@ -237,6 +237,7 @@ class SlotRecord:
     source: str  # where, redacted
     created_at: str
     ready: bool  # the workspaces were compared once after the slot was made: its stream covers the rest
+    own_publication: bool = True  # made by setup (and dropped by teardown), or the tables' owner's
 
 
 def read_slot_record(layout: Layout) -> SlotRecord | None:

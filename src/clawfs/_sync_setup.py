@@ -47,8 +47,14 @@ class TeardownReport:
         return asdict(self)
 
 
-def sync_setup(pg_url: str | None, root: str | os.PathLike[str], options: SyncOptions | None = None) -> SetupReport:
-    """Create the publication and slot this root's `sync` will read, then compare once."""
+def sync_setup(
+    pg_url: str | None,
+    root: str | os.PathLike[str],
+    options: SyncOptions | None = None,
+    publication: str | None = None,
+) -> SetupReport:
+    """Create the publication (unless the tables' owner made one: `publication`) and the slot this root's
+    `sync` will read, then compare once."""
     layout = Layout(Path(root))
     existing = read_slot_record(layout)
     if existing is not None:
@@ -59,9 +65,10 @@ def sync_setup(pg_url: str | None, root: str | os.PathLike[str], options: SyncOp
     audit = AuditLog(layout.audit_log, run_id(), "sync setup", where)
     name = f"clawfs_{uuid.uuid4().hex[:12]}"
     try:
-        tables, start = create_slot(pg_url, name)
+        tables, start = create_slot(pg_url, name, publication)
         on_disk = workspaces_on_disk(layout)
-        write_slot_record(layout, SlotRecord(name, name, where, now_text(), ready=not on_disk))
+        record = SlotRecord(name, publication or name, where, now_text(), not on_disk, publication is None)
+        write_slot_record(layout, record)
         synced = None
         if on_disk:
             base = options or SyncOptions(all_workspaces=True)
@@ -70,21 +77,23 @@ def sync_setup(pg_url: str | None, root: str | os.PathLike[str], options: SyncOp
         audit.record("end", result="failed", error=str(e))
         raise
     audit.record("end", result="ok", slot=name, tables=tables, start_lsn=start)
-    return SetupReport(name, name, tuple(tables), start, synced)
+    return SetupReport(name, publication or name, tuple(tables), start, synced)
 
 
 def sync_teardown(pg_url: str | None, root: str | os.PathLike[str], slot: str | None = None) -> TeardownReport:
-    """Drop the slot and publication of this root (or the slot named `slot`), and the record."""
+    """Drop the slot of this root (or the slot named `slot`) and the publication setup made for it (one
+    the tables' owner made is theirs, and stays), and the record."""
     layout = Layout(Path(root))
-    record = read_slot_record(layout) if slot is None else None
-    if slot is None and record is None:
+    publication: str | None
+    if slot is not None:
+        name = publication = slot
+    elif (record := read_slot_record(layout)) is not None:
+        name, publication = record.slot, record.publication if record.own_publication else None
+    else:
         raise UsageError(
             f"{layout.root} follows no replication slot (clawfs sync teardown --slot NAME drops one by name)"
         )
-    name = slot if slot is not None else record.slot  # type: ignore[union-attr]
-    publication = name if slot is not None else record.publication  # type: ignore[union-attr]
-    where = source_label(pg_url)
-    audit = AuditLog(layout.audit_log, run_id(), "sync teardown", where)
+    audit = AuditLog(layout.audit_log, run_id(), "sync teardown", source_label(pg_url))
     try:
         dropped_slot, dropped_publication = drop_slot(pg_url, name, publication)
     except BaseException as e:
@@ -98,4 +107,4 @@ def sync_teardown(pg_url: str | None, root: str | os.PathLike[str], slot: str | 
     if mine is not None and mine.slot == name:
         remove_path(layout.state_dir / SLOT_RECORD)
     audit.record("end", result="ok", slot=name, dropped_slot=dropped_slot, dropped_publication=dropped_publication)
-    return TeardownReport(name, publication, dropped_slot, dropped_publication)
+    return TeardownReport(name, publication or "", dropped_slot, dropped_publication)

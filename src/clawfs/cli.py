@@ -355,18 +355,26 @@ def sync_command(
 
 @sync_command.command("setup")
 @pg_url_option
+@click.option(
+    "--publication",
+    default=None,
+    metavar="NAME",
+    help="Read this publication (made by the tables' owner) instead of creating one: then REPLICATION will do.",
+)
 @common_options
-def sync_setup_command(pg_url: str | None, verbose: bool, as_json: bool, root: Path) -> None:
+def sync_setup_command(pg_url: str | None, publication: str | None, verbose: bool, as_json: bool, root: Path) -> None:
     """Create a publication and a logical replication slot (pgoutput) for this root's sync.
 
-    Needs wal_level = logical and a role with REPLICATION that owns the tables. The slot keeps WAL
+    Needs wal_level = logical and a role with REPLICATION that owns the tables (or, with
+    --publication, a publication their owner made: then REPLICATION and SELECT will do). The slot keeps WAL
     on the server until sync reads it: remove it with `clawfs sync teardown` when done."""
     setup_logging(verbose, None)
-    report = sync_setup(pg_url, root)
+    report = sync_setup(pg_url, root, publication=publication)
     if as_json:
         print(json.dumps(report.asdict(), indent=2, ensure_ascii=False, default=json_default))
         return
-    stdout.print(f"publication and replication slot {report.slot!r} created for tables {', '.join(report.tables)}")
+    made = "replication slot" if publication else "publication and replication slot"
+    stdout.print(f"{made} {report.slot!r} created for tables {', '.join(report.tables)}")
     if report.synced is not None:
         sync_table(report.synced, stdout)
     stdout.print("clawfs sync, sync --follow and cutover now read the slot; it keeps WAL on the server until they do")
@@ -385,7 +393,10 @@ def sync_teardown_command(pg_url: str | None, slot: str | None, verbose: bool, a
         print(json.dumps(report.asdict(), indent=2, ensure_ascii=False, default=json_default))
         return
     what = [f"slot {report.slot!r}" if report.dropped_slot else f"slot {report.slot!r} (already gone)"]
-    what.append(f"publication {report.publication!r}" if report.dropped_publication else "publication (already gone)")
+    if report.publication:
+        what.append(
+            f"publication {report.publication!r}" if report.dropped_publication else "publication (already gone)"
+        )
     stdout.print(f"dropped {' and '.join(what)}")
 
 

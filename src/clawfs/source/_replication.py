@@ -118,9 +118,10 @@ class ReplicationSlot:
             ) from None
 
 
-def create_slot(url: str | None, name: str) -> tuple[list[str], int]:
-    """A publication `name` of the IronClaw tables there are, and a `pgoutput` slot `name`; returns the
-    tables published and the slot's starting WAL position. Nothing is left behind if it fails."""
+def create_slot(url: str | None, name: str, publication: str | None = None) -> tuple[list[str], int]:
+    """A `pgoutput` slot `name`, reading the publication `publication` (one the tables' owner made) or,
+    without one, a publication `name` of the IronClaw tables there are, made here. Returns the tables
+    published and the slot's starting WAL position. Nothing is left behind if it fails."""
     secrets = [url_password(url or "")]
     with _connect(url, secrets) as conn:
         level = str(conn.execute("SHOW wal_level").fetchone()[0])  # type: ignore[index]
@@ -129,26 +130,30 @@ def create_slot(url: str | None, name: str) -> tuple[list[str], int]:
                 f"logical decoding needs wal_level = logical, the server has {level!r}: set it in postgresql.conf"
                 " and restart PostgreSQL, or keep using `clawfs sync` without setup (it compares instead)"
             )
-        tables = _existing(conn)
-        try:
-            conn.execute(
-                sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(
-                    sql.Identifier(name), sql.SQL(", ").join(map(sql.Identifier, tables))
+        if publication is not None:
+            tables = _published(conn, publication)
+        else:
+            tables = _existing(conn)
+            try:
+                conn.execute(
+                    sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(
+                        sql.Identifier(name), sql.SQL(", ").join(map(sql.Identifier, tables))
+                    )
                 )
-            )
-        except psycopg.Error as e:
-            raise SourceError(
-                f"cannot create publication {name!r}: {_one_line(e, secrets)} (it takes CREATE on the database"
-                " and ownership of the tables)"
-            ) from None
+            except psycopg.Error as e:
+                raise SourceError(
+                    f"cannot create publication {name!r}: {_one_line(e, secrets)} (it takes CREATE on the database"
+                    " and ownership of the tables; or let their owner create one and give it with --publication)"
+                ) from None
         try:
             row = conn.execute(
                 "SELECT pg_wal_lsn_diff(lsn, '0/0')::int8 FROM pg_create_logical_replication_slot(%s, 'pgoutput')",
                 [name],
             ).fetchone()
         except psycopg.Error as e:
-            with contextlib.suppress(psycopg.Error):
-                conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name)))
+            if publication is None:
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name)))
             hint = (
                 " (it takes a role with REPLICATION)"
                 if isinstance(e, psycopg.errors.InsufficientPrivilege)
@@ -161,8 +166,28 @@ def create_slot(url: str | None, name: str) -> tuple[list[str], int]:
         return tables, int(row[0])
 
 
-def drop_slot(url: str | None, slot: str, publication: str) -> tuple[bool, bool]:
-    """Drop the slot and the publication (each only if it exists); returns which existed."""
+def _published(conn: psycopg.Connection[tuple[Any, ...]], publication: str) -> list[str]:
+    """The IronClaw tables an existing publication covers (documents and vectors at least)."""
+    rows = conn.execute(
+        "SELECT tablename FROM pg_publication_tables WHERE pubname = %s AND schemaname = ANY(current_schemas(false))",
+        [publication],
+    ).fetchall()
+    exists = conn.execute("SELECT count(*) FROM pg_publication WHERE pubname = %s", [publication]).fetchone()
+    if not exists or not exists[0]:
+        raise SourceError(f"there is no publication {publication!r} in this database")
+    tables = [t for t in PUBLISHED if t in {str(r[0]) for r in rows}]
+    wanted = [t for t in _existing(conn) if t not in tables]
+    if wanted:
+        raise SourceError(
+            f"publication {publication!r} does not cover {', '.join(wanted)}: its owner can add them"
+            f" (ALTER PUBLICATION {publication} ADD TABLE {', '.join(wanted)})"
+        )
+    return tables
+
+
+def drop_slot(url: str | None, slot: str, publication: str | None) -> tuple[bool, bool]:
+    """Drop the slot and the publication (each only if it exists; None: no publication); returns which
+    existed."""
     secrets = [url_password(url or "")]
     try:
         with _connect(url, secrets) as conn:
@@ -171,6 +196,8 @@ def drop_slot(url: str | None, slot: str, publication: str) -> tuple[bool, bool]
             )
             if had_slot:
                 conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
+            if publication is None:
+                return had_slot, False
             had_publication = bool(
                 conn.execute("SELECT count(*) FROM pg_publication WHERE pubname = %s", [publication]).fetchone()[0]  # type: ignore[index]
             )
