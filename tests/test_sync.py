@@ -31,7 +31,8 @@ import pytest
 from psycopg import sql
 
 from clawfs import MigrateOptions, SyncOptions, SyncReport, VerifyOptions, Workspace, migrate, sync, verify
-from clawfs.workspace import CLAWFS_METADATA_KEYS
+from clawfs._checksum import checksum_record, total
+from clawfs.workspace import CLAWFS_METADATA_KEYS, WorkspaceFiles
 from cli_runner import ERROR_PREFIX, Result, files_under, fill_large_store, fill_store, quiet_fingerprint, run_cli
 from pgstore import PgStore, with_database
 
@@ -135,6 +136,15 @@ def assert_in_sync(pg: PgStore, root: Path) -> None:
         assert_rows_equal(pg, db, workspace)
         with Workspace.open(db) as ws:
             assert ws.check() == []
+        files = WorkspaceFiles(db)  # the counts and checksums the workspace records are its own
+        try:
+            recorded = files.metadata()
+            ranges = {t: files.range_checksums(t) for t in ("documents", "vectors")}
+            assert json.loads(recorded["checksums"]) == checksum_record(ranges)
+            assert json.loads(recorded["document_count"]) == total(ranges["documents"]).rows
+            assert json.loads(recorded["vector_count"]) == total(ranges["vectors"]).rows
+        finally:
+            files.close()
 
 
 def sync_all(url: str, root: Path, **options: Any) -> SyncReport:

@@ -28,10 +28,12 @@ from psycopg import sql
 
 import clawfs._sync as sync_module
 from clawfs import MigrateOptions, SyncOptions, SyncReport, Workspace, migrate, sync
+from clawfs._checksum import checksum_record, total
 from clawfs._sync import follow
 from clawfs._sync_setup import sync_setup, sync_teardown
 from clawfs.errors import SourceError
 from clawfs.source import ChangeSet, PgoutputDecoder
+from clawfs.workspace import WorkspaceFiles
 from cli_runner import ERROR_PREFIX, Result, files_under, fill_store, run_cli
 from pgstore import PgStore, with_database
 from test_sync import (
@@ -165,7 +167,7 @@ def test_every_kind_of_change_arrives_through_the_slot_exactly(store: PgStore, r
     assert setup.synced is not None and setup.synced.method == "compare" and setup.synced.changes == 0
     assert slots(pg) == [slot] and publications(pg) == [slot]
     made = record(root)
-    assert made is not None and set(made) == {"slot", "publication", "source", "created_at", "ready"}
+    assert made is not None and set(made) == {"slot", "publication", "source", "created_at", "ready", "own_publication"}
     assert (made["slot"], made["publication"], made["ready"]) == (slot, slot, True)
     assert pg.dbname in made["source"]
 
@@ -907,3 +909,54 @@ def test_no_password_in_any_output_or_file(store: PgStore, root: Path, capsys: p
         assert SECRET_MARK not in result.stdout + result.stderr
     for name, data in files_under(root).items():
         assert SECRET_MARK.encode() not in data, f"the password is in {name}"
+
+
+def test_slot_rounds_keep_the_recorded_checksums_exact_also_after_api_writes_and_a_cut_short_round(
+    store: PgStore, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slot round updates metadata's counts and checksums from what it changed (no pass over the file);
+    when the record may not describe the file (an API write, a round cut short), it reads the file once."""
+    pg = store
+    migrated_store(pg, root, documents=4)
+    set_up(pg, root)
+    db = ws_db(root, "default")
+
+    def recorded_equals_file() -> None:
+        files = WorkspaceFiles(db)
+        try:
+            ranges = {t: files.range_checksums(t) for t in ("documents", "vectors")}
+            assert json.loads(files.metadata()["checksums"]) == checksum_record(ranges)
+            assert json.loads(files.metadata()["document_count"]) == total(ranges["documents"]).rows
+        finally:
+            files.close()
+
+    pg.add_documents([{"workspace_id": "default", "content": "a godwit", "metadata": None}])
+    assert sync_all(pg.url, root).method == "slot"
+    recorded_equals_file()
+
+    with Workspace.open(db) as ws:  # an API write: the record no longer describes the file
+        ws.update(1, content="edited here, not in PostgreSQL")
+    pg.sql("UPDATE documents SET content = 'edited in PostgreSQL' WHERE id = 2")
+    assert sync_all(pg.url, root).method == "slot"
+    recorded_equals_file()
+
+    real = Workspace.set_metadata
+    monkeypatch.setattr(Workspace, "set_metadata", raising_once(real))
+    pg.sql("DELETE FROM documents WHERE id = 3")
+    with pytest.raises(OSError):
+        sync_all(pg.url, root)
+    pg.sql("UPDATE documents SET content = 'edited again' WHERE id = 4")
+    assert sync_all(pg.url, root).method == "slot"
+    recorded_equals_file()
+
+
+def raising_once(real: Any) -> Any:
+    calls = []
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("disk full")
+        return real(*args, **kwargs)
+
+    return wrapper

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ._checksum import FORM as CHECKSUM_FORM
 from ._checksum import RangeSum, checksum_record, total
 from ._compare import differences
 from ._migrate import identity_bytes
@@ -43,6 +44,7 @@ from .workspace import (
     make_private_dir,
     metadata_entries,
     remove_path,
+    stored_row_hash,
     write_private,
     write_private_temp,
 )
@@ -295,6 +297,7 @@ def _apply_slot_changes(
     with contextlib.ExitStack() as stack:
         spaces = {ws: stack.enter_context(_open_workspace(info, db, ws)) for ws, db in paths.items()}
         files = {ws: stack.enter_context(contextlib.closing(WorkspaceFiles(db))) for ws, db in paths.items()}
+        bases = {ws: _recorded_totals(files[ws]) for ws in chosen}  # read before anything is applied
         local_documents = {ws: files[ws].rows("documents", changed_documents) for ws in chosen}
         # the vectors to make equal: those the slot listed, and all of the changed documents' (a document that
         # moved between workspaces takes its vectors along; one that left takes them away)
@@ -334,11 +337,49 @@ def _apply_slot_changes(
                 )
             )
         if "metadata" in changes.tables or any(r.tables[0].changed or r.tables[1].changed for r in results):
-            for ws, result in zip(chosen, results, strict=True):
-                theirs = {t: files[ws].range_checksums(t) for t in CHECKSUM_TABLES}  # equal to PostgreSQL's now
-                changed = _sync_metadata(source, spaces[ws], files[ws], theirs)
-                results[results.index(result)] = replace(result, metadata_changed=changed)
+            for i, ws in enumerate(chosen):
+                before = {"documents": local_documents[ws], "vectors": local_vectors[ws]}
+                after = {"documents": documents[ws], "vectors": vectors[ws]}
+                basis = bases[ws]
+                if basis is not None:
+                    totals = _updated_totals(basis, before, after)
+                else:
+                    totals = {t: files[ws].range_checksums(t) for t in CHECKSUM_TABLES}
+                changed = _sync_metadata(source, spaces[ws], files[ws], totals)
+                results[i] = replace(results[i], metadata_changed=changed)
+        for ws in chosen:  # last: a sync cut short before here leaves a status that is not "done"
+            spaces[ws].apply_rows(state={**state, "status": "done", "synced_at": now_text(), "checksums_stale": ""})
     return results
+
+
+def _recorded_totals(files: WorkspaceFiles) -> dict[str, RangeSum] | None:
+    """The whole-table checksums metadata records, if they describe the file: no sync was cut short
+    since, nothing was written through the API, no bad row was left out (`checksums_stale`)."""
+    state = files.sync_state()
+    if state.get("status", "done") != "done" or state.get("checksums_stale"):
+        return None
+    try:
+        recorded = json.loads(files.metadata().get("checksums", "null"))
+        if recorded["form"] != CHECKSUM_FORM:
+            return None
+        return {t: RangeSum(int(recorded[t]["rows"]), int(recorded[t]["sum"], 16)) for t in CHECKSUM_TABLES}
+    except (TypeError, KeyError, ValueError):
+        return None
+
+
+def _updated_totals(
+    totals: dict[str, RangeSum], before: dict[str, dict[int, Any]], after: dict[str, dict[int, Any]]
+) -> dict[str, dict[int, RangeSum]]:
+    """Whole-table checksums after a slot's changes: the recorded ones, less the rows compared as they
+    were, plus the same rows as they are (row sums add up), so a round costs what it changed, not a pass
+    over the file."""
+    out = {}
+    for table in CHECKSUM_TABLES:
+        gone = sum(stored_row_hash(table, row) for row in before[table].values())
+        came = sum(stored_row_hash(table, row) for row in after[table].values())
+        rows = totals[table].rows - len(before[table]) + len(after[table])
+        out[table] = {0: RangeSum(rows, (totals[table].sum - gone + came) % (1 << 64))}
+    return out
 
 
 def _apply_rows_of(
@@ -367,7 +408,6 @@ def _apply_rows_of(
         ws.apply_rows(delete_vectors=batch, state={**state, "status": "vectors"})
     for batch in _chunks(gone_documents, batch_size):
         ws.apply_rows(delete_documents=batch, state={**state, "status": "documents"})
-    ws.apply_rows(state={**state, "status": "done", "synced_at": now_text()})
     tables = tuple(
         TableChanges(
             table,
@@ -440,7 +480,8 @@ def _apply_differences(
     for batch in _chunks(sorted(docs_delete), batch_size):
         ws.apply_rows(delete_documents=batch, state={**state, "status": "documents"})
     metadata_changed = _sync_metadata(source, ws, files, theirs)
-    ws.apply_rows(state={**state, "status": "done", "synced_at": now_text()})
+    stale = "rows left out (--on-bad-row skip)" if bad.rows else ""  # then PostgreSQL's sums are not the file's
+    ws.apply_rows(state={**state, "status": "done", "synced_at": now_text(), "checksums_stale": stale})
     in_sync = all(_still_differing(source, files, workspace_id, t, theirs[t]) <= bad.ids(t) for t in CHECKSUM_TABLES)
     if not in_sync:
         raise WorkspaceError(f"workspace {workspace_id!r} still differs from PostgreSQL after sync; run it again")

@@ -4,6 +4,7 @@ import sqlite3
 
 from ._backup import BackupReport, RestoreReport, backup, restore
 from ._builder import WorkspaceBuilder, check_target_free, install_moves, metadata_entries
+from ._checksums import stored_row_hash
 from ._files import IndexFile, WorkspaceFiles
 from ._identity import identity_document
 from ._index import DEFAULT_DTYPE, DTYPES, HnswParams, IndexWorker
@@ -57,6 +58,7 @@ __all__ = [
     "remove_path",
     "remove_tree",
     "restore",
+    "stored_row_hash",
     "usable",
     "write_private",
     "write_private_temp",

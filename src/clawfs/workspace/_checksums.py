@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -25,11 +26,21 @@ def _hashes(
             yield row[0], row_hash(document_canonical(*row))
     else:
         for id_, document_id, created_at, blob in cursor:
-            if isinstance(blob, bytes) and len(blob) % 4 == 0:
-                big_endian = np.frombuffer(blob, dtype="<f4").astype(">f4").tobytes()
-            else:  # not a float32 array at all: hash what is there, so the row shows up as different
-                big_endian = str(blob).encode("utf-8", "surrogateescape")
-            yield id_, row_hash(vector_canonical(id_, document_id, created_at, big_endian))
+            yield id_, row_hash(vector_canonical(id_, document_id, created_at, _big_endian(blob)))
+
+
+def stored_row_hash(table: str, row: Sequence[Any]) -> int:
+    """The row hash of one row as stored (the columns of `document_store` or `vectors`, in order)."""
+    if table == "documents":
+        return row_hash(document_canonical(*row))
+    id_, document_id, blob, created_at = row
+    return row_hash(vector_canonical(id_, document_id, created_at, _big_endian(blob)))
+
+
+def _big_endian(blob: object) -> bytes:
+    if isinstance(blob, bytes) and len(blob) % 4 == 0:
+        return np.frombuffer(blob, dtype="<f4").astype(">f4").tobytes()
+    return str(blob).encode("utf-8", "surrogateescape")  # not a float32 array: hash what is there, it differs
 
 
 def range_checksums(db: sqlite3.Connection, table: str) -> dict[int, RangeSum]:

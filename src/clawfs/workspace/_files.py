@@ -64,6 +64,13 @@ class WorkspaceFiles:
         name = {"documents": "document_store", "vectors": "vectors"}[table]
         return int(self.db.execute(f"SELECT count(*) FROM {name}").fetchone()[0])
 
+    def sync_state(self) -> dict[str, str]:
+        """The `clawfs_sync` rows (sync's position and state; empty before the first sync or write)."""
+        try:
+            return dict(self.db.execute("SELECT key, value FROM clawfs_sync").fetchall())
+        except sqlite3.OperationalError:  # no such table
+            return {}
+
     def present(self, table: str, ids: Collection[int]) -> set[int]:
         """Which of `ids` the table holds (`documents` means document_store)."""
         return set(self.rows(table, ids))

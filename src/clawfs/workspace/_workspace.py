@@ -377,7 +377,7 @@ class Workspace:
         meta = _metadata_text(metadata)
         blobs = self._blobs(vectors)
         stamp = _timestamp(created_at)
-        with self._transaction() as db:
+        with self._transaction(local=True) as db:
             if document_id is None:
                 document_id = int(db.execute("SELECT coalesce(max(id), 0) + 1 FROM document_store").fetchone()[0])
             elif db.execute("SELECT 1 FROM document_store WHERE id = ?", (document_id,)).fetchone():
@@ -401,7 +401,7 @@ class Workspace:
             _check_content(content)
         meta = None if metadata is KEEP else _metadata_text(metadata)
         blobs = self._blobs(vectors) if vectors is not None else None
-        with self._transaction() as db:
+        with self._transaction(local=True) as db:
             old = self._document(db, document_id)
             new = (
                 document_id,
@@ -422,7 +422,7 @@ class Workspace:
 
     def delete(self, document_id: int) -> None:
         """Delete a document and its vectors."""
-        with self._transaction() as db:
+        with self._transaction(local=True) as db:
             old = self._document(db, document_id)
             self._delete_vectors(db, document_id)
             _fts_delete(db, old)
@@ -533,8 +533,8 @@ class Workspace:
         db.execute("DELETE FROM vectors WHERE document_id = ?", (document_id,))
         db.executemany(f"INSERT INTO {LOG_TABLE}(vector_id) VALUES (?)", [(i,) for i in ids])
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self)
+    def _transaction(self, local: bool = False) -> _Transaction:
+        return _Transaction(self, local)
 
     def _after_commit(self) -> None:
         """The index follows the committed write. A failure here must not look like a failed write (a
@@ -582,16 +582,25 @@ class Workspace:
 
 
 class _Transaction:
-    """`BEGIN IMMEDIATE` ... `COMMIT` on the writer (rolled back on any error), then the index follows."""
+    """`BEGIN IMMEDIATE` ... `COMMIT` on the writer (rolled back on any error), then the index follows.
 
-    def __init__(self, ws: Workspace) -> None:
+    `local`: a write of the API's own (not sync's), noted in `clawfs_sync` (key `checksums_stale`): the
+    counts and checksums in metadata no longer describe the file, and sync knows not to build on them."""
+
+    def __init__(self, ws: Workspace, local: bool) -> None:
         self.ws = ws
+        self.local = local
 
     def __enter__(self) -> sqlite3.Connection:
         self.ws._write_lock.acquire()
         try:
             db = self.ws._write_db()
             db.execute("BEGIN IMMEDIATE")
+            if self.local:
+                db.execute(SYNC_SCHEMA)
+                db.execute(
+                    "INSERT OR REPLACE INTO clawfs_sync VALUES ('checksums_stale', ?)", (f"written {now_text()}",)
+                )
         except BaseException:
             self.ws._write_lock.release()
             raise
