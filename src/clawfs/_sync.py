@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -305,19 +305,12 @@ def _apply_slot_changes(
             ws: files[ws].rows("vectors", set(listed_vectors) | files[ws].vectors_of(changed_documents))
             for ws in chosen
         }
-        vectors: dict[str, dict[int, tuple[int, int, bytes, str]]] = {ws: {} for ws in chosen}
-        skipped_documents = bad.ids("documents")
+        vectors: dict[str, dict[int, StoredVector]] = {ws: {} for ws in chosen}
         reads = [{"ids": ids} for ids in _chunks(listed_vectors, 50_000)]
         reads += [{"document_ids": ids} for ids in _chunks(changed_documents, 50_000)]
         for read in reads:
-            for b in source.read_vectors(chosen, batch_size, bad, include_orphans=False, **read):
-                raw = np.ascontiguousarray(b.embeddings, dtype="<f4")
-                owners = zip(b.ids.tolist(), b.document_ids.tolist(), b.created_at, strict=True)
-                for n, (i, d, c) in enumerate(owners):
-                    if d in skipped_documents:
-                        bad(BadRowError("vectors", i, f"its document {d} was skipped"))
-                    else:
-                        vectors[chosen[b.workspace]][i] = (i, d, raw[n].tobytes(), c)
+            for i, vector in _stored_vectors(source, chosen, batch_size, bad, **read):
+                vectors[chosen[i]][vector[0]] = vector
         state = {
             "wal_lsn": lsn_text(changes.end_lsn) if changes.end_lsn is not None else "",
             "snapshot": str(info.snapshot_xmin),
@@ -387,7 +380,7 @@ def _apply_rows_of(
     dimension: int | None,
     documents: dict[int, Any],
     local_documents: dict[int, tuple[Any, ...]],
-    vectors: dict[int, tuple[int, int, bytes, str]],
+    vectors: dict[int, StoredVector],
     local_vectors: dict[int, tuple[Any, ...]],
     state: dict[str, str],
     batch_size: int,
@@ -463,17 +456,8 @@ def _apply_differences(
     for batch in _chunks(sorted(docs_upsert), batch_size):
         rows = list(source.read_documents([workspace_id], bad, ids=batch))
         ws.apply_rows(documents=rows, state={**state, "status": "documents"})
-    skipped_documents = bad.ids("documents")  # all documents are read by now
-    for batch in _chunks(sorted(vecs_upsert), batch_size):
-        vectors: list[tuple[int, int, bytes, str]] = []
-        for b in source.read_vectors([workspace_id], batch_size, bad, include_orphans=False, ids=batch):
-            raw = np.ascontiguousarray(b.embeddings, dtype="<f4")
-            owners = zip(b.ids.tolist(), b.document_ids.tolist(), b.created_at, strict=True)
-            for n, (i, d, c) in enumerate(owners):
-                if d in skipped_documents:
-                    bad(BadRowError("vectors", i, f"its document {d} was skipped"))
-                else:
-                    vectors.append((i, d, raw[n].tobytes(), c))
+    for batch in _chunks(sorted(vecs_upsert), batch_size):  # all documents are read by now
+        vectors = [row for _, row in _stored_vectors(source, [workspace_id], batch_size, bad, ids=batch)]
         ws.apply_rows(vectors=vectors, state={**state, "status": "vectors"})
     for batch in _chunks(sorted(vecs_delete), batch_size):
         ws.apply_rows(delete_vectors=batch, state={**state, "status": "vectors"})
@@ -565,6 +549,26 @@ def _still_differing(
     """Ids whose rows still differ between PostgreSQL and the workspace (none when the checksums agree)."""
     upsert, delete, _ = differences(source, files, workspace_id, table, theirs)
     return upsert | delete
+
+
+StoredVector = tuple[int, int, bytes, str]  # id, document_id, embedding (float32 LE), created_at (DESIGN §2.2)
+
+
+def _stored_vectors(
+    source: Source, workspaces: list[str], batch_size: int, bad: _BadRows, **only: Any
+) -> Iterator[tuple[int, StoredVector]]:
+    """Vectors read from PostgreSQL (`only`: ids= or document_ids=) in their stored form, each with the
+    index of its workspace; one whose document was left out as a bad row is left out too (call it once
+    the documents are read)."""
+    skipped_documents = bad.ids("documents")
+    for b in source.read_vectors(workspaces, batch_size, bad, include_orphans=False, **only):
+        raw = np.ascontiguousarray(b.embeddings, dtype="<f4")
+        owners = zip(b.ids.tolist(), b.document_ids.tolist(), b.created_at, strict=True)
+        for n, (i, d, c) in enumerate(owners):
+            if d in skipped_documents:
+                bad(BadRowError("vectors", i, f"its document {d} was skipped"))
+            else:
+                yield b.workspace, (i, d, raw[n].tobytes(), c)
 
 
 def _chunks(items: Sequence[int], size: int) -> list[list[int]]:
