@@ -131,6 +131,7 @@ class _Migration:
             self.run_id,
             "migrate",
             source_label(pg_url),
+            creates_root=True,
         )
         self.steps: list[StepReport] = []
         self.skipped: list[SkippedRow] = []

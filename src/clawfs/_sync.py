@@ -129,6 +129,8 @@ def sync(
     replication slot of `sync setup` when there is one for every workspace chosen, else by comparison."""
     started = time.perf_counter()
     layout = Layout(Path(root))
+    if options.sqlite_path is None and not layout.root.is_dir():
+        raise WorkspaceError(f"there is no ClawFS root at {layout.root}: migrate first (or check --root)")
     where = source_label(pg_url)
     audit = AuditLog(layout.audit_log, run_id(), "sync", where)
     audit.record("start", options={"workspaces": list(options.workspaces), "all": options.all_workspaces})

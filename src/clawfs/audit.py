@@ -23,8 +23,11 @@ from .workspace._layout import FILE_MODE, make_private_dir
 class AuditLog:
     """Lines of one run of one command (`run_id` ties them together)."""
 
-    def __init__(self, path: Path, run_id: str, command: str, source: str | None) -> None:
+    def __init__(self, path: Path, run_id: str, command: str, source: str | None, creates_root: bool = False) -> None:
+        """`path` is `<root>/.clawfs/audit.log`; nothing is written under a root that does not exist,
+        unless the command is the one that creates roots (`creates_root`: migrate)."""
         self.path = path
+        self.creates_root = creates_root
         self.base = {"run_id": run_id, "command": command, "source": source}
         try:
             self.base["user"] = getpass.getuser()
@@ -39,6 +42,8 @@ class AuditLog:
             **self.base,
             **fields,
         }
+        if not self.creates_root and not self.path.parent.parent.is_dir():
+            return  # a mistyped --root is not created for an audit line
         make_private_dir(self.path.parent)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
         try:

@@ -40,6 +40,7 @@ log = logging.getLogger("clawfs")
 
 RRF_K = 60
 SYNC_SCHEMA = "CREATE TABLE IF NOT EXISTS clawfs_sync (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+SCHEMA_RETRIES = 3
 # a query vector needs a length whose square is a normal float32 (HNSW and pgvector compute in float32)
 NORM_RANGE = (1e-18, 1e18)
 
@@ -182,7 +183,8 @@ class Workspace:
             try:
                 writer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
                 writer.execute("PRAGMA synchronous = NORMAL")
-                writer.execute(LOG_SCHEMA)
+                if not _has_tables(writer, (LOG_TABLE, "clawfs_sync")):  # one schema change, before any write
+                    writer.executescript(f"BEGIN IMMEDIATE; {LOG_SCHEMA}; {SYNC_SCHEMA}; COMMIT;")
             except sqlite3.Error as e:
                 raise WorkspaceError(f"cannot write to {self.path}: {e}") from None
             self._writer = writer
@@ -264,6 +266,25 @@ class Workspace:
             raise UsageError("k must be at least 1")
         if ef_search is not None and ef_search < 1:
             raise UsageError("ef_search must be at least 1")
+        for attempt in range(SCHEMA_RETRIES):
+            try:
+                return self._search(text, vector, k, raw, ef_search, marks)
+            except sqlite3.OperationalError as e:
+                # Another connection changed the schema (a writer's first write makes clawfs' own tables):
+                # FTS5 can fail to reconnect its table in the middle of that. Asking again succeeds.
+                if "vtable constructor failed" not in str(e) or attempt == SCHEMA_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _search(
+        self,
+        text: str | None,
+        vector: Sequence[float] | npt.NDArray[np.floating] | None,
+        k: int,
+        raw: bool,
+        ef_search: int | None,
+        marks: tuple[str, str],
+    ) -> list[Hit]:
         if text is not None and vector is not None:
             depth = max(4 * k, 50)
             fused: dict[int, float] = {}
@@ -440,7 +461,6 @@ class Workspace:
         """Make rows equal to the given ones (values in the stored format of DESIGN §2.2), in one
         transaction together with `state` (clawfs_sync); used by sync, which finds what differs."""
         with self._transaction() as db:
-            db.execute(SYNC_SCHEMA)
             for row in documents:
                 old = db.execute(
                     "SELECT id, workspace_id, content, metadata, created_at FROM document_store WHERE id = ?", (row[0],)
@@ -597,7 +617,6 @@ class _Transaction:
             db = self.ws._write_db()
             db.execute("BEGIN IMMEDIATE")
             if self.local:
-                db.execute(SYNC_SCHEMA)
                 db.execute(
                     "INSERT OR REPLACE INTO clawfs_sync VALUES ('checksums_stale', ?)", (f"written {now_text()}",)
                 )
@@ -616,6 +635,13 @@ class _Transaction:
                 self.db.execute("ROLLBACK")
         finally:
             self.ws._write_lock.release()
+
+
+def _has_tables(db: sqlite3.Connection, names: tuple[str, ...]) -> bool:
+    found = db.execute(
+        f"SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ({','.join('?' * len(names))})", names
+    ).fetchone()[0]
+    return bool(found == len(names))
 
 
 def _check_content(content: object) -> None:
