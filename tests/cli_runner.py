@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -177,3 +178,9 @@ def last_run(root: Path) -> list[dict[str, Any]]:
     lines = [line for line in audit_lines(root) if line["step"] != "command"]
     run_id = lines[-1]["run_id"]
     return [line for line in lines if line["run_id"] == run_id]
+
+
+def ctrl_c_interrupts() -> None:
+    """For a child that a test stops with SIGINT: a test run started in the background (`cmd &` in a
+    script) ignores SIGINT, and children inherit that; Python then never turns SIGINT into Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

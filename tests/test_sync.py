@@ -33,7 +33,16 @@ from psycopg import sql
 from clawfs import MigrateOptions, SyncOptions, SyncReport, VerifyOptions, Workspace, migrate, sync, verify
 from clawfs._checksum import checksum_record, total
 from clawfs.workspace import CLAWFS_METADATA_KEYS, WorkspaceFiles
-from cli_runner import ERROR_PREFIX, Result, files_under, fill_large_store, fill_store, quiet_fingerprint, run_cli
+from cli_runner import (
+    ERROR_PREFIX,
+    Result,
+    ctrl_c_interrupts,
+    files_under,
+    fill_large_store,
+    fill_store,
+    quiet_fingerprint,
+    run_cli,
+)
 from pgstore import PgStore, with_database
 
 SECRET_MARK = "s3cr3t"
@@ -732,6 +741,7 @@ class Follow:
                 stderr=err,
                 text=True,
                 encoding="utf-8",
+                preexec_fn=ctrl_c_interrupts,
             )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)

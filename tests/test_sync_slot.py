@@ -34,7 +34,7 @@ from clawfs._sync_setup import sync_setup, sync_teardown
 from clawfs.errors import SourceError
 from clawfs.source import ChangeSet, PgoutputDecoder
 from clawfs.workspace import WorkspaceFiles
-from cli_runner import ERROR_PREFIX, Result, files_under, fill_store, run_cli
+from cli_runner import ERROR_PREFIX, Result, ctrl_c_interrupts, files_under, fill_store, run_cli
 from pgstore import PgStore, with_database
 from test_sync import (
     assert_in_sync,
@@ -361,6 +361,7 @@ class FollowJson:
                 stderr=err,
                 text=True,
                 encoding="utf-8",
+                preexec_fn=ctrl_c_interrupts,
             )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
