@@ -30,7 +30,18 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from clawfs import MigrateOptions, SyncOptions, SyncReport, VerifyOptions, Workspace, migrate, sync, verify
+from clawfs import (
+    MigrateOptions,
+    SyncOptions,
+    SyncReport,
+    VerifyOptions,
+    Workspace,
+    migrate,
+    sync,
+    sync_setup,
+    sync_teardown,
+    verify,
+)
 from clawfs._checksum import checksum_record, total
 from clawfs.workspace import CLAWFS_METADATA_KEYS, WorkspaceFiles
 from cli_runner import (
@@ -1058,3 +1069,40 @@ def test_a_select_only_role_can_sync_and_postgresql_is_not_written(pg: PgStore, 
     assert text_hits(root, "ops", "lynx") == [new]
     assert text_hits(root, "default", "bison") == [1]
     assert vector_hits(root, "default", [7.0, 7.0, -7.0], k=1) == [3]
+
+
+@pytest.mark.parametrize("method", ["compare", "slot"])
+def test_sync_refuses_a_workspace_written_through_the_api_unless_told(
+    pg: PgStore, root: Path, method: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The agent wrote to ClawFS: a sync would lose that write (comparison) or keep it beside PostgreSQL's
+    rows (a slot). It says so and changes nothing, unless --overwrite-local-writes."""
+    migrated_store(pg, root, documents=3)
+    slot = sync_setup(pg.url, root).slot if method == "slot" else None
+    try:
+        with Workspace.open(root, "default") as ws:
+            ws.update(1, content="the agent's own note")
+        pg.sql("UPDATE documents SET content = 'changed in PostgreSQL' WHERE id = 2")
+        db = ws_db(root, "default")
+        before = sqlite_rows(db, "SELECT * FROM document_store ORDER BY id")
+
+        refused = run_cli(capsys, "sync", "--pg-url", pg.url, "--root", root, "--all-workspaces")
+
+        assert "--overwrite-local-writes" in assert_one_error_line(refused, 5)
+        assert "'default'" in refused.stderr
+        assert sqlite_rows(db, "SELECT * FROM document_store ORDER BY id") == before
+        cut = run_cli(capsys, "cutover", "--pg-url", pg.url, "--root", root, "--all-workspaces", "--sample", "5")
+        assert cut.code == 5 and "--overwrite-local-writes" in cut.stderr
+
+        forced = run_cli(
+            capsys, "sync", "--pg-url", pg.url, "--root", root, "--all-workspaces", "--overwrite-local-writes"
+        )
+        assert forced.code == 0, forced.stderr
+        if method == "compare":
+            assert_in_sync(pg, root)  # the agent's write is gone: PostgreSQL's row again
+        assert text_hits(root, "default", "changed") == [2]
+        again = run_cli(capsys, "sync", "--pg-url", pg.url, "--root", root, "--all-workspaces")
+        assert again.code == 0, again.stderr  # synced since: nothing to refuse
+    finally:
+        if slot is not None:
+            sync_teardown(pg.url, root)

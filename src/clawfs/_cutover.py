@@ -33,6 +33,7 @@ class CutoverOptions:
     make_source_read_only: bool = False
     identities: bool = True
     sample: int = 100
+    overwrite_local_writes: bool = False  # see SyncOptions
 
     def __post_init__(self) -> None:  # checked before anything is switched
         check_selection("cutover", self.workspaces, self.all_workspaces, None)
@@ -81,7 +82,10 @@ def cutover(
             pg_url,
             root,
             SyncOptions(
-                workspaces=options.workspaces, all_workspaces=options.all_workspaces, identities=options.identities
+                workspaces=options.workspaces,
+                all_workspaces=options.all_workspaces,
+                identities=options.identities,
+                overwrite_local_writes=options.overwrite_local_writes,
             ),
             progress,
         )

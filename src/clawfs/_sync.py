@@ -66,6 +66,7 @@ class SyncOptions:
     batch_size: int = 1000
     identities: bool = True
     on_bad_row: str = "fail"  # or "skip": bad source rows are listed and left out (as migrate does)
+    overwrite_local_writes: bool = False  # sync a workspace written through the API since its last sync
 
     def __post_init__(self) -> None:
         check_selection("sync", self.workspaces, self.all_workspaces, self.sqlite_path)
@@ -167,6 +168,8 @@ def sync(
             for ws, db in paths.items():
                 if not db.is_file():
                     raise WorkspaceError(f"no workspace {ws!r} at {db}: migrate it first")
+                if not options.overwrite_local_writes:
+                    _refuse_local_writes(ws, db)
             progress.start("sync", len(chosen), unit="workspaces")
             if changes is not None and not changes.truncated:
                 results = _apply_slot_changes(source, paths, changes, options.batch_size, bad)
@@ -425,6 +428,22 @@ def _sync_workspace(source: Source, db_path: Path, workspace_id: str, batch_size
             return _apply_differences(source, ws, files, workspace_id, batch_size, bad)
         finally:
             files.close()
+
+
+def _refuse_local_writes(workspace_id: str, db_path: Path) -> None:
+    """Sync makes rows equal to PostgreSQL's: a workspace the agent has written to since would lose
+    those writes (or, through a slot, keep them beside PostgreSQL's rows, whose ids may collide)."""
+    files = WorkspaceFiles(db_path)
+    try:
+        stale = files.sync_state().get("checksums_stale", "")
+    finally:
+        files.close()
+    if stale.startswith("written"):
+        raise WorkspaceError(
+            f"workspace {workspace_id!r} was {stale} through the API, after its last sync: a sync would overwrite "
+            "those writes with PostgreSQL's rows. If PostgreSQL is still the source of truth, sync with "
+            "--overwrite-local-writes"
+        )
 
 
 def _open_workspace(info: SourceInfo, db_path: Path, workspace_id: str) -> Workspace:

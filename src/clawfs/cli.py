@@ -298,6 +298,11 @@ def verify_command(
     show_default=True,
     help="What to do with a bad source row: stop, or list it and leave it out.",
 )
+@click.option(
+    "--overwrite-local-writes",
+    is_flag=True,
+    help="Sync workspaces written through the API since their last sync (those writes are lost).",
+)
 @click.option("--follow", is_flag=True, help="Keep syncing until interrupted (Ctrl-C).")
 @click.option(
     "--interval",
@@ -314,6 +319,7 @@ def sync_command(
     batch_size: int,
     no_identities: bool,
     on_bad_row: str,
+    overwrite_local_writes: bool,
     follow: bool,
     interval: float | None,
     verbose: bool,
@@ -332,6 +338,7 @@ def sync_command(
         batch_size=batch_size,
         identities=not no_identities,
         on_bad_row=on_bad_row,
+        overwrite_local_writes=overwrite_local_writes,
     )
     if interval is not None and interval <= 0:
         raise UsageError("--interval must be positive")
@@ -410,6 +417,11 @@ def sync_teardown_command(pg_url: str | None, slot: str | None, verbose: bool, a
 )
 @click.option("--sample", type=int, default=100, show_default=True, help="Sampled searches in the verification.")
 @click.option("--no-identities", is_flag=True, help="Leave agent identity files out.")
+@click.option(
+    "--overwrite-local-writes",
+    is_flag=True,
+    help="Also when workspaces were written through the API since their last sync (those writes are lost).",
+)
 @common_options
 def cutover_command(
     pg_url: str | None,
@@ -418,6 +430,7 @@ def cutover_command(
     make_source_read_only: bool,
     sample: int,
     no_identities: bool,
+    overwrite_local_writes: bool,
     verbose: bool,
     as_json: bool,
     root: Path,
@@ -430,6 +443,7 @@ def cutover_command(
         make_source_read_only=make_source_read_only,
         identities=not no_identities,
         sample=sample,
+        overwrite_local_writes=overwrite_local_writes,
     )
     progress = LiveProgress(sys.stderr)
     try:
