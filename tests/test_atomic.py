@@ -385,3 +385,26 @@ def test_a_killed_but_unreaped_process_counts_as_gone() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_resume_that_fails_before_opening_its_claim_hands_it_on(
+    pg: PgStore, root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--resume claims the interrupted run first; failing before it opened the builds (PostgreSQL down,
+    say) must leave them for the next --resume, not delete them."""
+    fill_store(pg, documents=5)
+    with monkeypatch.context() as patch:
+        patch.setattr(WorkspaceBuilder, "add_vectors", raising(KeyboardInterrupt()))
+        assert run_cli(capsys, "migrate", "--pg-url", pg.url, "--root", root, "--all-workspaces").code == 130
+    kept = build_leftovers(root)
+    assert kept
+
+    down = "postgresql://nobody@127.0.0.1:1/none"
+    failed = run_cli(capsys, "migrate", "--pg-url", down, "--root", root, "--all-workspaces", "--resume")
+
+    assert failed.code == 4
+    assert [Path(p).name for p in build_leftovers(root)] == [Path(p).name for p in kept]  # the same files
+    resumed = run_cli(capsys, "migrate", "--pg-url", pg.url, "--root", root, "--all-workspaces", "--resume", "--json")
+    assert resumed.code == 0, resumed.stderr
+    assert any("kept from the interrupted run" in note for note in resumed.json()["notes"])
+    assert build_leftovers(root) == []

@@ -43,6 +43,7 @@ from clawfs import (
     verify,
 )
 from clawfs._checksum import checksum_record, total
+from clawfs.errors import WorkspaceError
 from clawfs.workspace import CLAWFS_METADATA_KEYS, WorkspaceFiles
 from cli_runner import (
     ERROR_PREFIX,
@@ -1106,3 +1107,26 @@ def test_sync_refuses_a_workspace_written_through_the_api_unless_told(
     finally:
         if slot is not None:
             sync_teardown(pg.url, root)
+
+
+def test_an_api_write_during_a_sync_keeps_its_mark(pg: PgStore, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The agent writes while a sync runs: the sync ends without clearing that write's mark, so the next
+    sync refuses rather than overwriting the write."""
+    migrated_store(pg, root, documents=3)
+    real = Workspace.finish_sync
+    written: list[int] = []
+
+    def agent_writes_first(self: Workspace, *args: Any, **kwargs: Any) -> None:
+        if not written:
+            with Workspace.open(root, "default") as agent:
+                written.append(agent.add("written by the agent mid-sync"))
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Workspace, "finish_sync", agent_writes_first)
+    with pytest.raises(WorkspaceError, match="still differs"):  # the file has the agent's row too
+        sync(pg.url, root, SyncOptions(workspaces=("default",)))
+    monkeypatch.setattr(Workspace, "finish_sync", real)
+
+    with pytest.raises(WorkspaceError, match="--overwrite-local-writes"):
+        sync(pg.url, root, SyncOptions(workspaces=("default",)))
+    assert text_hits(root, "default", "agent") == written

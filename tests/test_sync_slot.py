@@ -961,3 +961,35 @@ def raising_once(real: Any) -> Any:
         return real(*args, **kwargs)
 
     return wrapper
+
+
+def test_two_syncs_of_one_root_take_turns(store: PgStore, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sync started while another runs (`sync` beside `sync --follow`) waits for it: had it overlapped,
+    the older round would write its older rows over the newer ones after the slot had passed them."""
+    pg = store
+    migrated_store(pg, root, documents=3)
+    set_up(pg, root)
+    pg.sql("UPDATE documents SET content = 'v1' WHERE id = 1")
+    real = sync_module._apply_slot_changes
+    second: list[SyncReport] = []
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        if not second:  # the first round has read v1; now v2 is written and a second sync starts
+            pg.sql("UPDATE documents SET content = 'v2' WHERE id = 1")
+            other = threading.Thread(target=lambda: second.append(sync_all(pg.url, root)))
+            other.start()
+            time.sleep(0.5)
+            assert other.is_alive(), "the second sync did not wait for the first"
+            second.append(None)  # type: ignore[arg-type]
+            result = real(*args, **kwargs)
+            threading.Thread(target=other.join).start()
+            slow.other = other  # type: ignore[attr-defined]
+            return result
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sync_module, "_apply_slot_changes", slow)
+    sync_all(pg.url, root)
+    slow.other.join(timeout=60)  # type: ignore[attr-defined]
+
+    assert sqlite_rows(ws_db(root, "default"), "SELECT content FROM document_store WHERE id = 1") == [("v2",)]
+    assert_in_sync(pg, root)

@@ -30,7 +30,7 @@ from typing import Any
 
 from ._checksum import RangeSum, checksum_record
 from ._compare import differences
-from ._values import encode_id, now_text, scrub, source_label, url_password
+from ._values import encode_id, now_text, scrub, source_label, source_secrets
 from ._verify import (
     CHECKSUM_TABLES,
     SourceEvidence,
@@ -125,7 +125,7 @@ class _Migration:
         self.progress = progress
         self.layout = Layout(root)
         self.run_id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        self.secrets = [url_password(pg_url or ""), os.environ.get("PGPASSWORD")]
+        self.secrets = source_secrets(pg_url)
         self.audit = AuditLog(
             self.layout.audit_log,
             self.run_id,
@@ -148,13 +148,14 @@ class _Migration:
         self.verification: list[WorkspaceCheck] = []
         self.worker: IndexWorker | None = None
         self.step = ""
+        self.claimed: dict[str, Any] | None = None  # the interrupted run this one continues
 
     # -- the pipeline ---------------------------------------------------------------------
 
     def run(self) -> MigrationReport:
         started = time.perf_counter()
         self.audit.record("start", options=_options_for_audit(self.options))
-        claimed = self._claim_interrupted_run() if self.options.resume else None
+        claimed = self.claimed = self._claim_interrupted_run() if self.options.resume else None
         if claimed is not None and self._journal().exists():
             return self._finish_interrupted_install(started, claimed)
         try:
@@ -213,7 +214,10 @@ class _Migration:
         return nothing
 
     def _resumable(self, error: BaseException) -> bool:
-        """An interruption (Ctrl-C, a lost connection) before install keeps the build for `--resume`."""
+        """An interruption (Ctrl-C, a lost connection) before install keeps the build for `--resume`; so
+        does any failure of a resumed run before it has opened the builds it claimed."""
+        if self.claimed is not None and not self.builders:
+            return True
         interrupted = isinstance(error, KeyboardInterrupt) or (isinstance(error, SourceError) and error.connection_lost)
         if isinstance(error, StepFailed):
             interrupted = isinstance(error.cause, SourceError) and error.cause.connection_lost
@@ -226,7 +230,10 @@ class _Migration:
             self.worker.close()
         for builder in self.builders:
             builder.keep()
-        self._write_run_record(ended=True)  # claimable now, even by this same process
+        if self.builders:
+            self._write_run_record(ended=True)  # claimable now, even by this same process
+        elif self.claimed is not None:  # failed before opening what it claimed: hand it on untouched
+            write_private(self._run_dir() / "run.json", json.dumps({**self.claimed, "ended": True}).encode())
 
     def _discard(self) -> None:
         self.evidence.cancel()

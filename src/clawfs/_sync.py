@@ -14,6 +14,7 @@ file once), plus the changed rows. `--follow` repeats this at an interval.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ from ._checksum import FORM as CHECKSUM_FORM
 from ._checksum import RangeSum, checksum_record, total
 from ._compare import differences
 from ._migrate import identity_bytes
-from ._values import now_text, source_label
+from ._values import now_text, scrub, source_label, source_secrets
 from ._verify import CHECKSUM_TABLES, check_selection, workspaces_on_disk
 from .audit import AuditLog, run_id
 from .errors import BadRowError, SourceError, UsageError, WorkspaceError
@@ -127,11 +128,32 @@ def sync(
     progress: Progress = NULL_PROGRESS,
 ) -> SyncReport:
     """Apply what PostgreSQL changed since the workspaces were migrated (or last synced): through the
-    replication slot of `sync setup` when there is one for every workspace chosen, else by comparison."""
-    started = time.perf_counter()
+    replication slot of `sync setup` when there is one for every workspace chosen, else by comparison.
+    One sync at a time per root: another waits for it (two rounds overlapping could write older rows
+    over newer ones)."""
     layout = Layout(Path(root))
     if options.sqlite_path is None and not layout.root.is_dir():
         raise WorkspaceError(f"there is no ClawFS root at {layout.root}: migrate first (or check --root)")
+    if options.sqlite_path is not None and not options.sqlite_path.is_file():
+        raise WorkspaceError(f"no workspace at {options.sqlite_path}: migrate it first")
+    # the lock: the named database file itself (flock does not touch SQLite's own fcntl locks), or the root's
+    with _exclusive(options.sqlite_path or make_private_dir(layout.state_dir) / "sync.lock"):
+        return _sync(pg_url, layout, options, progress)
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` for as long as the block runs (released by the kernel if killed)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _sync(pg_url: str | None, layout: Layout, options: SyncOptions, progress: Progress) -> SyncReport:
+    started = time.perf_counter()
     where = source_label(pg_url)
     audit = AuditLog(layout.audit_log, run_id(), "sync", where)
     audit.record("start", options={"workspaces": list(options.workspaces), "all": options.all_workspaces})
@@ -165,19 +187,26 @@ def sync(
             else:
                 chosen = list(dict.fromkeys(options.workspaces))
             paths = {ws: options.sqlite_path or layout.workspace_db(ws) for ws in chosen}
+            states: dict[str, dict[str, str]] = {}
             for ws, db in paths.items():
                 if not db.is_file():
                     raise WorkspaceError(f"no workspace {ws!r} at {db}: migrate it first")
-                if not options.overwrite_local_writes:
-                    _refuse_local_writes(ws, db)
+                states[ws] = _sync_state(ws, db, options.overwrite_local_writes)
+            marks = {ws: state.get("checksums_stale", "") for ws, state in states.items()}
+            # a workspace the slot has not followed yet (just migrated, or replaced since) is compared once:
+            # the slot's stream holds only what changed after its last round
+            method = "slot" if record is not None else "compare"
+            followed = {ws: db for ws, db in paths.items() if states[ws].get("method") == "slot"}
             progress.start("sync", len(chosen), unit="workspaces")
+            compared = paths
             if changes is not None and not changes.truncated:
-                results = _apply_slot_changes(source, paths, changes, options.batch_size, bad)
-                progress.advance("sync", len(chosen))
-            else:
-                for ws, db in paths.items():
-                    results.append(_sync_workspace(source, db, ws, options.batch_size, bad))
-                    progress.advance("sync", 1)
+                if followed:
+                    results = _apply_slot_changes(source, followed, changes, options.batch_size, bad, marks)
+                    progress.advance("sync", len(followed))
+                compared = {ws: db for ws, db in paths.items() if ws not in followed}
+            for ws, db in compared.items():
+                results.append(_sync_workspace(source, db, ws, options.batch_size, bad, method, marks[ws]))
+                progress.advance("sync", 1)
             for result in results:
                 audit.record(
                     "workspace",
@@ -204,7 +233,7 @@ def sync(
                         "on the server: keep syncing, or remove it with clawfs sync teardown"
                     )
     except BaseException as e:
-        audit.record("end", result="failed", error=str(e))
+        audit.record("end", result="failed", error=scrub(str(e), source_secrets(pg_url)))
         raise
     finally:
         progress.finish("sync")
@@ -286,7 +315,7 @@ def _identities_changed(changes: ChangeSet) -> bool:
 
 
 def _apply_slot_changes(
-    source: Source, paths: dict[str, Path], changes: ChangeSet, batch_size: int, bad: _BadRows
+    source: Source, paths: dict[str, Path], changes: ChangeSet, batch_size: int, bad: _BadRows, marks: dict[str, str]
 ) -> list[WorkspaceSync]:
     """Read again the rows the slot says changed, in this snapshot, and make each workspace agree on
     exactly those rows (a document that moved to another workspace takes its vectors along)."""
@@ -346,7 +375,7 @@ def _apply_slot_changes(
                 changed = _sync_metadata(source, spaces[ws], files[ws], totals)
                 results[i] = replace(results[i], metadata_changed=changed)
         for ws in chosen:  # last: a sync cut short before here leaves a status that is not "done"
-            spaces[ws].apply_rows(state={**state, "status": "done", "synced_at": now_text(), "checksums_stale": ""})
+            spaces[ws].finish_sync({**state, "status": "done", "synced_at": now_text()}, marks[ws])
     return results
 
 
@@ -421,29 +450,36 @@ def _apply_rows_of(
     return WorkspaceSync(ws.workspace_id, str(ws.path), tables, 0, None)
 
 
-def _sync_workspace(source: Source, db_path: Path, workspace_id: str, batch_size: int, bad: _BadRows) -> WorkspaceSync:
+def _sync_workspace(
+    source: Source, db_path: Path, workspace_id: str, batch_size: int, bad: _BadRows, method: str, mark: str
+) -> WorkspaceSync:
+    """Sync one workspace by comparison (`method` is what its state records: "slot" once a slot follows)."""
     with _open_workspace(source.info, db_path, workspace_id) as ws:
         files = WorkspaceFiles(db_path)  # the file's own side of the comparison, read-only
         try:
-            return _apply_differences(source, ws, files, workspace_id, batch_size, bad)
+            return _apply_differences(source, ws, files, workspace_id, batch_size, bad, method, mark)
         finally:
             files.close()
 
 
-def _refuse_local_writes(workspace_id: str, db_path: Path) -> None:
-    """Sync makes rows equal to PostgreSQL's: a workspace the agent has written to since would lose
-    those writes (or, through a slot, keep them beside PostgreSQL's rows, whose ids may collide)."""
+def _sync_state(workspace_id: str, db_path: Path, overwrite: bool) -> dict[str, str]:
+    """The workspace's `clawfs_sync` state as this sync found it. Sync makes rows equal to PostgreSQL's:
+    a workspace the agent wrote to since its last sync (`checksums_stale` says "written ...") would lose
+    those writes (or, through a slot, keep them beside PostgreSQL's rows, whose ids may collide), so it
+    is refused unless `overwrite`."""
     files = WorkspaceFiles(db_path)
     try:
-        stale = files.sync_state().get("checksums_stale", "")
+        state = files.sync_state()
     finally:
         files.close()
-    if stale.startswith("written"):
+    mark = state.get("checksums_stale", "")
+    if mark.startswith("written") and not overwrite:
         raise WorkspaceError(
-            f"workspace {workspace_id!r} was {stale} through the API, after its last sync: a sync would overwrite "
-            "those writes with PostgreSQL's rows. If PostgreSQL is still the source of truth, sync with "
-            "--overwrite-local-writes"
+            f"workspace {workspace_id!r} was {mark.split(' (')[0]} through the API, after its last sync: a sync "
+            "would overwrite those writes with PostgreSQL's rows. If PostgreSQL is still the source of truth, sync "
+            "with --overwrite-local-writes"
         )
+    return state
 
 
 def _open_workspace(info: SourceInfo, db_path: Path, workspace_id: str) -> Workspace:
@@ -463,13 +499,20 @@ def _open_workspace(info: SourceInfo, db_path: Path, workspace_id: str) -> Works
 
 
 def _apply_differences(
-    source: Source, ws: Workspace, files: WorkspaceFiles, workspace_id: str, batch_size: int, bad: _BadRows
+    source: Source,
+    ws: Workspace,
+    files: WorkspaceFiles,
+    workspace_id: str,
+    batch_size: int,
+    bad: _BadRows,
+    method: str,
+    mark: str,
 ) -> WorkspaceSync:
     info = source.info
     position = {"wal_lsn": str(info.snapshot_lsn), "snapshot": str(info.snapshot_xmin)}
     theirs = {t: source.range_checksums(t, workspace_id) for t in CHECKSUM_TABLES}
     changes = {t: differences(source, files, workspace_id, t, theirs[t]) for t in CHECKSUM_TABLES}
-    state = {**position, "method": "compare", "synced_at": ""}
+    state = {**position, "method": method, "synced_at": ""}
     docs_upsert, docs_delete, _ = changes["documents"]
     vecs_upsert, vecs_delete, _ = changes["vectors"]
     if vecs_upsert and ws.dimension is None and info.dimension is not None:
@@ -486,7 +529,7 @@ def _apply_differences(
         ws.apply_rows(delete_documents=batch, state={**state, "status": "documents"})
     metadata_changed = _sync_metadata(source, ws, files, theirs)
     stale = "rows left out (--on-bad-row skip)" if bad.rows else ""  # then PostgreSQL's sums are not the file's
-    ws.apply_rows(state={**state, "status": "done", "synced_at": now_text(), "checksums_stale": stale})
+    ws.finish_sync({**state, "status": "done", "synced_at": now_text()}, mark, stale)
     in_sync = all(_still_differing(source, files, workspace_id, t, theirs[t]) <= bad.ids(t) for t in CHECKSUM_TABLES)
     if not in_sync:
         raise WorkspaceError(f"workspace {workspace_id!r} still differs from PostgreSQL after sync; run it again")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ._sync import SLOT_RECORD, SlotRecord, SyncOptions, SyncReport, read_slot_record, sync, write_slot_record
-from ._values import now_text, source_label
+from ._values import now_text, scrub, source_label, source_secrets
 from ._verify import workspaces_on_disk
 from .audit import AuditLog, run_id
 from .errors import UsageError, WorkspaceError
@@ -56,6 +56,8 @@ def sync_setup(
     """Create the publication (unless the tables' owner made one: `publication`) and the slot this root's
     `sync` will read, then compare once."""
     layout = Layout(Path(root))
+    if not layout.root.is_dir():
+        raise WorkspaceError(f"there is no ClawFS root at {layout.root}: migrate first (or check --root)")
     existing = read_slot_record(layout)
     if existing is not None:
         raise UsageError(
@@ -64,17 +66,27 @@ def sync_setup(
     where = source_label(pg_url)
     audit = AuditLog(layout.audit_log, run_id(), "sync setup", where)
     name = f"clawfs_{uuid.uuid4().hex[:12]}"
+    on_disk = workspaces_on_disk(layout)
+    # the record first: killed after it, a slot it names but that was never made is noticed by the next sync
+    # and cleared by teardown; killed before it, no slot was made. A slot nobody records cannot happen.
+    record = SlotRecord(name, publication or name, where, now_text(), False, publication is None)
+    write_slot_record(layout, record)
     try:
-        tables, start = create_slot(pg_url, name, publication)
-        on_disk = workspaces_on_disk(layout)
-        record = SlotRecord(name, publication or name, where, now_text(), not on_disk, publication is None)
-        write_slot_record(layout, record)
+        try:
+            tables, start = create_slot(pg_url, name, publication)
+        except BaseException:
+            remove_path(layout.state_dir / SLOT_RECORD)
+            raise
+        if not on_disk:  # nothing migrated yet: every later migrate's snapshot is newer than the slot
+            write_slot_record(
+                layout, SlotRecord(name, publication or name, where, now_text(), True, publication is None)
+            )
         synced = None
         if on_disk:
             base = options or SyncOptions(all_workspaces=True)
             synced = sync(pg_url, root, SyncOptions(**{**vars(base), "workspaces": (), "all_workspaces": True}))
     except BaseException as e:
-        audit.record("end", result="failed", error=str(e))
+        audit.record("end", result="failed", error=scrub(str(e), source_secrets(pg_url)))
         raise
     audit.record("end", result="ok", slot=name, tables=tables, start_lsn=start)
     return SetupReport(name, publication or name, tuple(tables), start, synced)
@@ -97,7 +109,7 @@ def sync_teardown(pg_url: str | None, root: str | os.PathLike[str], slot: str | 
     try:
         dropped_slot, dropped_publication = drop_slot(pg_url, name, publication)
     except BaseException as e:
-        audit.record("end", result="failed", error=str(e))
+        audit.record("end", result="failed", error=scrub(str(e), source_secrets(pg_url)))
         raise
     try:
         mine = read_slot_record(layout)

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -120,6 +121,11 @@ _DSN_PASSWORD = re.compile(
     r"(password[ \t\n\r\f\v]*=[ \t\n\r\f\v]*)('(?:[^'\\]|\\.)*'|(?:[^ \t\n\r\f\v\\]|\\.)+)",
     re.IGNORECASE | re.DOTALL,
 )
+
+
+def source_secrets(url: str | None) -> list[str | None]:
+    """What must never be printed or written of a source: the URL's password and $PGPASSWORD."""
+    return [url_password(url or ""), os.environ.get("PGPASSWORD")]
 
 
 def source_label(url: str | None) -> str:

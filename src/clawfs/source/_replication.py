@@ -80,7 +80,8 @@ class ReplicationSlot:
     def peek(self, max_messages: int) -> ChangeSet:
         """Which rows changed in the transactions committed after the slot's confirmed position and before
         now: at most about `max_messages` messages (a transaction is never cut), the rest next time."""
-        (now,) = self._query("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::int8", [])[0]
+        # the flushed position: decoding reads no further, so confirming beyond it could skip a commit
+        (now,) = self._query("SELECT pg_wal_lsn_diff(pg_current_wal_flush_lsn(), '0/0')::int8", [])[0]
         rows = self._query(
             "SELECT data FROM pg_logical_slot_peek_binary_changes(%s, %s::pg_lsn, %s,"
             " 'proto_version', '1', 'publication_names', %s)",

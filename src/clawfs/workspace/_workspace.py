@@ -21,6 +21,7 @@ import logging
 import os
 import sqlite3
 import threading
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -486,6 +487,15 @@ class Workspace:
             if state:
                 db.executemany("INSERT OR REPLACE INTO clawfs_sync VALUES (?, ?)", list(state.items()))
 
+    def finish_sync(self, state: dict[str, str], seen_mark: str, stale: str = "") -> None:
+        """The last state of a sync, in one transaction. `checksums_stale` becomes `stale`, unless an API
+        write marked the workspace after the sync read `seen_mark`: that write's mark stays."""
+        with self._transaction() as db:
+            row = db.execute("SELECT value FROM clawfs_sync WHERE key = 'checksums_stale'").fetchone()
+            current = str(row[0]) if row else ""
+            final = {**state, "checksums_stale": stale if current == seen_mark else current}
+            db.executemany("INSERT OR REPLACE INTO clawfs_sync VALUES (?, ?)", list(final.items()))
+
     def set_metadata(self, values: dict[str, str], delete: Sequence[str] = ()) -> None:
         """Metadata rows as JSON text (DESIGN §2.2), set and deleted in one transaction."""
         with self._transaction() as db:
@@ -617,9 +627,8 @@ class _Transaction:
             db = self.ws._write_db()
             db.execute("BEGIN IMMEDIATE")
             if self.local:
-                db.execute(
-                    "INSERT OR REPLACE INTO clawfs_sync VALUES ('checksums_stale', ?)", (f"written {now_text()}",)
-                )
+                mark = f"written {now_text()} ({uuid.uuid4().hex[:8]})"  # each write its own mark
+                db.execute("INSERT OR REPLACE INTO clawfs_sync VALUES ('checksums_stale', ?)", (mark,))
         except BaseException:
             self.ws._write_lock.release()
             raise
