@@ -743,9 +743,9 @@ FOLLOW_LINE = re.compile(
 class Follow:
     """`clawfs sync --follow --all-workspaces` as a child process, its stdout lines collected as they come."""
 
-    def __init__(self, pg_url: str, root: Path, tmp_path: Path, *more: str) -> None:
+    def __init__(self, pg_url: str, root: Path, tmp_path: Path, *more: str, interval: str = "0.5") -> None:
         self.err = tmp_path / "follow.err"
-        args = ["sync", "--pg-url", pg_url, "--root", str(root), "--all-workspaces", "--follow", "--interval", "0.5"]
+        args = ["sync", "--pg-url", pg_url, "--root", str(root), "--all-workspaces", "--follow", "--interval", interval]
         with self.err.open("wb") as err:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "clawfs", *args, *more],

@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -34,9 +31,10 @@ from clawfs._sync_setup import sync_setup, sync_teardown
 from clawfs.errors import SourceError
 from clawfs.source import ChangeSet, PgoutputDecoder
 from clawfs.workspace import WorkspaceFiles
-from cli_runner import ERROR_PREFIX, Result, ctrl_c_interrupts, files_under, fill_store, run_cli
+from cli_runner import ERROR_PREFIX, Result, files_under, fill_store, run_cli
 from pgstore import PgStore, with_database
 from test_sync import (
+    Follow,
     assert_in_sync,
     assert_one_error_line,
     assert_rows_equal,
@@ -348,79 +346,20 @@ def test_a_damaged_record_is_one_line_and_teardown_by_name_recovers(
 # -- 2. --follow with a concurrent writer ------------------------------------------------------------------------
 
 
-class FollowJson:
-    """`clawfs sync --all-workspaces --follow --interval 0.2 --json` as a child process; its reports as they come."""
-
-    def __init__(self, pg_url: str, root: Path, tmp_path: Path) -> None:
-        self.err = tmp_path / "follow.err"
-        args = ["sync", "--pg-url", pg_url, "--root", str(root), "--all-workspaces", "--follow", "--interval", "0.2"]
-        with self.err.open("wb") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "clawfs", *args, "--json"],
-                stdout=subprocess.PIPE,
-                stderr=err,
-                text=True,
-                encoding="utf-8",
-                preexec_fn=ctrl_c_interrupts,
-            )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:  # type: ignore[union-attr]
-            self.lines.append(line.rstrip("\n"))
-
-    def reports(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in list(self.lines)]
-
-    def wait_for(self, test: Any, start: int = 0, timeout: float = 60) -> int:
-        """The index of the first report from `start` on for which `test(report)` is true."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            reports = self.reports()
-            for n in range(start, len(reports)):
-                if test(reports[n]):
-                    return n
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.02)
-        raise AssertionError(f"no such report; exit {self.proc.poll()}; got:\n" + "\n".join(self.lines) + self.stderr)
-
-    def interrupt(self) -> int:
-        self.proc.send_signal(signal.SIGINT)
-        code = self.proc.wait(timeout=30)
-        self._reader.join(timeout=30)
-        return code
-
-    @property
-    def stderr(self) -> str:
-        return self.err.read_text()
-
-    def __enter__(self) -> FollowJson:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self._reader.join(timeout=30)
-        self.proc.stdout.close()  # type: ignore[union-attr]
-
-
 def test_follow_through_the_slot_keeps_up_with_a_concurrent_writer(store: PgStore, root: Path, tmp_path: Path) -> None:
     pg = store
     migrated_store(pg, root, documents=5)
     set_up(pg, root)
-    with FollowJson(pg.url, root, tmp_path) as following:
-        following.wait_for(lambda r: True)  # the first round has run
+    with Follow(pg.url, root, tmp_path, "--json", interval="0.2") as following:
+        following.wait_for(lambda line: True)  # the first round has run
 
         writes = write_for_a_while(pg, 2.5, seed=11)
 
         stopped_at = len(following.lines)
-        following.wait_for(lambda r: r["changes"] == 0, stopped_at + 2)  # begun after the writer stopped
+        # a round begun after the writer stopped
+        following.wait_for(lambda line: json.loads(line)["changes"] == 0, stopped_at + 2)
         code = following.interrupt()
-    reports = following.reports()
+    reports = [json.loads(line) for line in following.lines]
     assert writes > 20
     assert code == 0, following.stderr
     assert ERROR_PREFIX not in following.stderr
