@@ -340,11 +340,8 @@ class _Migration:
             pid = entry.name.removeprefix("run-").split("-", 1)[0]
             if not entry.name.startswith("run-") or not pid.isdigit():
                 continue
-            try:
-                record = json.loads((entry / "run.json").read_text())
-            except (OSError, ValueError):
-                continue
-            if not isinstance(record, dict) or record.get("selection") != self._selection():
+            record = _run_record(entry)
+            if record.get("selection") != self._selection():
                 continue
             if _alive(int(pid)) and not record.get("ended"):
                 continue  # still running
@@ -448,8 +445,10 @@ class _Migration:
                 pid = entry.name.removeprefix(prefix).split("-", 1)[0]
                 if not entry.name.startswith(prefix) or not pid.isdigit() or entry == self._run_dir():
                     continue
-                if not _alive(int(pid)) or _ended(entry):
-                    if self.options.resume and _selection_of(entry) not in (None, self._selection()):
+                record = _run_record(entry)
+                if not _alive(int(pid)) or record.get("ended"):
+                    selection = record.get("selection")
+                    if self.options.resume and isinstance(selection, dict) and selection != self._selection():
                         continue  # another selection's interrupted run: its own --resume continues it
                     if (entry / "install.json").exists():  # verified and half renamed into place: finish that
                         finish_placement(entry / "install.json")
@@ -756,19 +755,13 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
-def _ended(run_dir: Path) -> bool:
+def _run_record(run_dir: Path) -> dict[str, Any]:
+    """The run's `run.json` (empty when it has none, or an unreadable one)."""
     try:
-        return bool(json.loads((run_dir / "run.json").read_text()).get("ended"))
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def _selection_of(run_dir: Path) -> dict[str, Any] | None:
-    try:
-        selection = json.loads((run_dir / "run.json").read_text()).get("selection")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return selection if isinstance(selection, dict) else None
+        record = json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def _options_for_audit(options: MigrateOptions) -> dict[str, Any]:

@@ -36,12 +36,7 @@ def index_path_for(db_path: Path) -> Path:
 
 def make_private_dir(path: Path) -> Path:
     """Create `path` and any missing parents with mode 0700 (existing ones are left as they are)."""
-    missing = []
-    p = path
-    while not p.exists():
-        missing.append(p)
-        p = p.parent
-    for d in reversed(missing):
+    for d in _missing_dirs(path):
         try:
             d.mkdir(mode=DIR_MODE)
         except FileExistsError:
