@@ -198,8 +198,8 @@ def test_every_file_and_directory_clawfs_writes_is_private_whatever_the_umask(
         check(f"before putting {final.name} in place")
         real_put(self, new, final)
 
-    def copy_index(source_db: Path, staging: Path) -> bool:
-        rebuilt = real_copy_index(source_db, staging)
+    def copy_index(source_db: Path, staging: Path, key: Any) -> bool:
+        rebuilt = real_copy_index(source_db, staging, key)
         check("backup, staging")
         return rebuilt
 

@@ -16,7 +16,7 @@ from .errors import (
 )
 from .progress import NullProgress, Progress
 from .report import MigrationReport, SkippedRow, StepReport, WorkspaceReport
-from .workspace import KEEP, BackupReport, Hit, HnswParams, RestoreReport, Workspace, backup, restore
+from .workspace import KEEP, BackupReport, Hit, HnswParams, Key, RestoreReport, Workspace, backup, restore
 
 __version__ = "0.1.0"
 
@@ -29,6 +29,7 @@ __all__ = [
     "CutoverReport",
     "Hit",
     "HnswParams",
+    "Key",
     "MigrateOptions",
     "MigrationReport",
     "NullProgress",

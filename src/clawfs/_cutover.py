@@ -19,11 +19,11 @@ from typing import Any
 
 from ._sync import SyncOptions, SyncReport, read_slot_record, sync
 from ._sync_setup import sync_teardown
-from ._verify import VerificationReport, VerifyOptions, check_selection, verify
+from ._verify import VerificationReport, VerifyOptions, check_identities_with_key, check_selection, verify
 from .errors import ClawfsError, VerificationError
 from .progress import NULL_PROGRESS, Progress
 from .source import make_database_read_only
-from .workspace import Layout
+from .workspace import Key, Layout
 
 
 @dataclass(frozen=True)
@@ -34,9 +34,11 @@ class CutoverOptions:
     identities: bool = True
     sample: int = 100
     overwrite_local_writes: bool = False  # see SyncOptions
+    key: Key | None = None  # of encrypted workspaces
 
     def __post_init__(self) -> None:  # checked before anything is switched
         check_selection("cutover", self.workspaces, self.all_workspaces, None)
+        check_identities_with_key(self.key, self.identities)
         VerifyOptions(workspaces=("-",), sample=self.sample)
 
 
@@ -86,6 +88,7 @@ def cutover(
                 all_workspaces=options.all_workspaces,
                 identities=options.identities,
                 overwrite_local_writes=options.overwrite_local_writes,
+                key=options.key,
             ),
             progress,
         )
@@ -97,6 +100,7 @@ def cutover(
                 all_workspaces=options.all_workspaces,
                 sample=options.sample,
                 identities=options.identities,
+                key=options.key,
             ),
             progress,
         )

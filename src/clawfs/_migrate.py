@@ -37,6 +37,7 @@ from ._verify import (
     VectorSample,
     VerifyOptions,
     WorkspaceCheck,
+    check_identities_with_key,
     check_selection,
     check_workspace,
     gather_evidence,
@@ -56,15 +57,18 @@ from .report import MigrationReport, SkippedRow, StepReport, WorkspaceReport
 from .source import IdentityRow, Source
 from .workspace import (
     DB_NAME,
+    INSTALL_HINT,
     SCHEMA_VERSION,
     TARGET_ERRORS,
     HnswParams,
     IndexWorker,
+    Key,
     Layout,
     Placement,
     WorkspaceBuilder,
     WorkspaceFiles,
     check_target_free,
+    encryption_available,
     finish_placement,
     identity_document,
     index_path_for,
@@ -98,6 +102,7 @@ class MigrateOptions:
     hnsw: HnswParams = field(default_factory=HnswParams)
     sample: int = 100  # verification: sampled full-text queries and vectors per workspace
     min_recall: float = 0.95
+    key: Key | None = None  # encrypt the workspaces with it (SQLCipher; their indexes inside them)
 
     def __post_init__(self) -> None:
         check_selection("migrate", self.workspaces, self.all_workspaces, self.sqlite_path)
@@ -106,6 +111,9 @@ class MigrateOptions:
         if self.on_bad_row not in BAD_ROW_POLICIES:
             raise UsageError(f"--on-bad-row must be one of {', '.join(BAD_ROW_POLICIES)}")
         VerifyOptions(workspaces=("-",), sample=self.sample, min_recall=self.min_recall)  # same bounds
+        if self.key is not None and not encryption_available():
+            raise UsageError(f"encrypting needs SQLCipher, which is not installed: {INSTALL_HINT}")
+        check_identities_with_key(self.key, self.identities)
 
 
 def migrate(
@@ -296,7 +304,14 @@ class _Migration:
                 else target.parent / f".{target.name}.clawfs-build-{self.run_id}"
             )
             builder = WorkspaceBuilder(
-                ws, target, build_dir, info.dimension, self.options.hnsw, self.worker, resume=claimed is not None
+                ws,
+                target,
+                build_dir,
+                info.dimension,
+                self.options.hnsw,
+                self.worker,
+                resume=claimed is not None,
+                key=self.options.key,
             )
             self.builders.append(builder)
             if builder.resumed:
@@ -317,6 +332,7 @@ class _Migration:
             "workspaces": list(dict.fromkeys(self.options.workspaces)),
             "all_workspaces": self.options.all_workspaces,
             "sqlite_path": str(self.options.sqlite_path.resolve()) if self.options.sqlite_path else None,
+            **({"encrypted": True} if self.options.key is not None else {}),
         }
 
     def _write_run_record(self, ended: bool = False) -> None:
@@ -646,7 +662,7 @@ class _Migration:
         for builder in self.builders:
             builder.close()
             ws = builder.workspace_id
-            files = WorkspaceFiles(builder.db_path, builder.index_path)
+            files = WorkspaceFiles(builder.db_path, self.options.key)
             try:
                 check = check_workspace(self.source, evidence[ws], files, ws, options, self.checksums[ws], skipped)
             finally:

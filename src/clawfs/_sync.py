@@ -31,7 +31,7 @@ from ._checksum import RangeSum, checksum_record, total
 from ._compare import differences
 from ._migrate import identity_bytes
 from ._values import now_text, scrub, source_label, source_secrets
-from ._verify import CHECKSUM_TABLES, check_selection, workspaces_on_disk
+from ._verify import CHECKSUM_TABLES, check_identities_with_key, check_selection, workspaces_on_disk
 from .audit import AuditLog, run_id
 from .errors import BadRowError, SourceError, UsageError, WorkspaceError
 from .progress import NULL_PROGRESS, Progress
@@ -39,6 +39,7 @@ from .report import SkippedRow
 from .source import ChangeSet, ReplicationSlot, Source, SourceInfo, lsn_text
 from .workspace import (
     CLAWFS_METADATA_KEYS,
+    Key,
     Layout,
     Workspace,
     WorkspaceFiles,
@@ -68,9 +69,11 @@ class SyncOptions:
     identities: bool = True
     on_bad_row: str = "fail"  # or "skip": bad source rows are listed and left out (as migrate does)
     overwrite_local_writes: bool = False  # sync a workspace written through the API since its last sync
+    key: Key | None = None  # of encrypted workspaces
 
     def __post_init__(self) -> None:
         check_selection("sync", self.workspaces, self.all_workspaces, self.sqlite_path)
+        check_identities_with_key(self.key, self.identities)
         if self.batch_size < 1:
             raise UsageError("--batch-size must be at least 1")
         if self.on_bad_row not in ("fail", "skip"):
@@ -191,7 +194,7 @@ def _sync(pg_url: str | None, layout: Layout, options: SyncOptions, progress: Pr
             for ws, db in paths.items():
                 if not db.is_file():
                     raise WorkspaceError(f"no workspace {ws!r} at {db}: migrate it first")
-                states[ws] = _sync_state(ws, db, options.overwrite_local_writes)
+                states[ws] = _sync_state(ws, db, options.overwrite_local_writes, options.key)
             marks = {ws: state.get("checksums_stale", "") for ws, state in states.items()}
             # a workspace the slot has not followed yet (just migrated, or replaced since) is compared once:
             # the slot's stream holds only what changed after its last round
@@ -201,11 +204,13 @@ def _sync(pg_url: str | None, layout: Layout, options: SyncOptions, progress: Pr
             compared = paths
             if changes is not None and not changes.truncated:
                 if followed:
-                    results = _apply_slot_changes(source, followed, changes, options.batch_size, bad, marks)
+                    results = _apply_slot_changes(
+                        source, followed, changes, options.batch_size, bad, marks, options.key
+                    )
                     progress.advance("sync", len(followed))
                 compared = {ws: db for ws, db in paths.items() if ws not in followed}
             for ws, db in compared.items():
-                results.append(_sync_workspace(source, db, ws, options.batch_size, bad, method, marks[ws]))
+                results.append(_sync_workspace(source, db, ws, options.batch_size, bad, method, marks[ws], options.key))
                 progress.advance("sync", 1)
             for result in results:
                 audit.record(
@@ -315,7 +320,13 @@ def _identities_changed(changes: ChangeSet) -> bool:
 
 
 def _apply_slot_changes(
-    source: Source, paths: dict[str, Path], changes: ChangeSet, batch_size: int, bad: _BadRows, marks: dict[str, str]
+    source: Source,
+    paths: dict[str, Path],
+    changes: ChangeSet,
+    batch_size: int,
+    bad: _BadRows,
+    marks: dict[str, str],
+    key: Key | None,
 ) -> list[WorkspaceSync]:
     """Read again the rows the slot says changed, in this snapshot, and make each workspace agree on
     exactly those rows (a document that moved to another workspace takes its vectors along)."""
@@ -329,8 +340,8 @@ def _apply_slot_changes(
     changed_documents = sorted(changes.ids["documents"])
     results = []
     with contextlib.ExitStack() as stack:
-        spaces = {ws: stack.enter_context(_open_workspace(info, db, ws)) for ws, db in paths.items()}
-        files = {ws: stack.enter_context(contextlib.closing(WorkspaceFiles(db))) for ws, db in paths.items()}
+        spaces = {ws: stack.enter_context(_open_workspace(info, db, ws, key)) for ws, db in paths.items()}
+        files = {ws: stack.enter_context(contextlib.closing(WorkspaceFiles(db, key))) for ws, db in paths.items()}
         bases = {ws: _recorded_totals(files[ws]) for ws in chosen}  # read before anything is applied
         local_documents = {ws: files[ws].rows("documents", changed_documents) for ws in chosen}
         # the vectors to make equal: those the slot listed, and all of the changed documents' (a document that
@@ -451,23 +462,30 @@ def _apply_rows_of(
 
 
 def _sync_workspace(
-    source: Source, db_path: Path, workspace_id: str, batch_size: int, bad: _BadRows, method: str, mark: str
+    source: Source,
+    db_path: Path,
+    workspace_id: str,
+    batch_size: int,
+    bad: _BadRows,
+    method: str,
+    mark: str,
+    key: Key | None,
 ) -> WorkspaceSync:
     """Sync one workspace by comparison (`method` is what its state records: "slot" once a slot follows)."""
-    with _open_workspace(source.info, db_path, workspace_id) as ws:
-        files = WorkspaceFiles(db_path)  # the file's own side of the comparison, read-only
+    with _open_workspace(source.info, db_path, workspace_id, key) as ws:
+        files = WorkspaceFiles(db_path, key)  # the file's own side of the comparison, read-only
         try:
             return _apply_differences(source, ws, files, workspace_id, batch_size, bad, method, mark)
         finally:
             files.close()
 
 
-def _sync_state(workspace_id: str, db_path: Path, overwrite: bool) -> dict[str, str]:
+def _sync_state(workspace_id: str, db_path: Path, overwrite: bool, key: Key | None) -> dict[str, str]:
     """The workspace's `clawfs_sync` state as this sync found it. Sync makes rows equal to PostgreSQL's:
     a workspace the agent wrote to since its last sync (`checksums_stale` says "written ...") would lose
     those writes (or, through a slot, keep them beside PostgreSQL's rows, whose ids may collide), so it
     is refused unless `overwrite`."""
-    files = WorkspaceFiles(db_path)
+    files = WorkspaceFiles(db_path, key)
     try:
         state = files.sync_state()
     finally:
@@ -482,8 +500,8 @@ def _sync_state(workspace_id: str, db_path: Path, overwrite: bool) -> dict[str, 
     return state
 
 
-def _open_workspace(info: SourceInfo, db_path: Path, workspace_id: str) -> Workspace:
-    ws = Workspace.open(db_path)
+def _open_workspace(info: SourceInfo, db_path: Path, workspace_id: str, key: Key | None) -> Workspace:
+    ws = Workspace.open(db_path, key=key)
     try:
         if ws.workspace_id != workspace_id:
             raise WorkspaceError(f"{db_path} holds workspace {ws.workspace_id!r}, not {workspace_id!r}")

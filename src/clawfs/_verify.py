@@ -37,7 +37,7 @@ from ._values import decode_id
 from .errors import UsageError
 from .progress import NULL_PROGRESS, Progress
 from .source import Source
-from .workspace import CLAWFS_METADATA_KEYS, Layout, WorkspaceFiles, usable
+from .workspace import CLAWFS_METADATA_KEYS, Key, Layout, WorkspaceFiles, usable
 from .workspace._identity import STATE_FIRST
 
 CHECKSUM_TABLES = ("documents", "vectors")
@@ -92,6 +92,16 @@ def check_selection(verb: str, workspaces: Sequence[str], all_workspaces: bool, 
         raise UsageError("--sqlite-path names one database file: use it with exactly one --workspace-id")
 
 
+def check_identities_with_key(key: Key | None, identities: bool) -> None:
+    """Encrypted workspaces and plain identity files do not go together: identity.json holds an agent's
+    memory as plain JSON. With a key, the writing commands need --no-identities."""
+    if key is not None and identities:
+        raise UsageError(
+            "with an encryption key, agent identities are not written: their identity.json files would hold the "
+            "agents' memory as plain JSON. Add --no-identities (identities=False)"
+        )
+
+
 @dataclass(frozen=True)
 class VerifyOptions:
     workspaces: tuple[str, ...] = ()
@@ -101,6 +111,7 @@ class VerifyOptions:
     min_recall: float = 0.95
     min_fts_recall: float = 0.8
     identities: bool = True
+    key: Key | None = None  # of encrypted workspaces
 
     def __post_init__(self) -> None:
         check_selection("verify", self.workspaces, self.all_workspaces, self.sqlite_path)
@@ -465,7 +476,7 @@ def _check_metadata(
 def _check_index(files: WorkspaceFiles, meta: dict[str, str]) -> list[str]:
     index = files.index_file()
     if not index.exists:
-        return [f"index: the HNSW index file {files.index_path} is missing"]
+        return [f"index: the HNSW index {files.index_store} is missing"]
     try:
         stamp = json.loads(meta.get("hnsw_index", "{}"))
     except ValueError:
@@ -473,7 +484,7 @@ def _check_index(files: WorkspaceFiles, meta: dict[str, str]) -> list[str]:
     errors = []
     if stamp.get("sha256") != index.sha256 or stamp.get("bytes") != index.bytes:
         errors.append(
-            f"index: {files.index_path} is not the file this workspace recorded "
+            f"index: {files.index_store} is not the index this workspace recorded "
             f"({index.bytes} bytes, recorded {stamp.get('bytes')}): it is stale or was replaced"
         )
     if index.keys is None:
@@ -629,7 +640,7 @@ def verify(
                 continue
             if ws not in known:
                 errors.append(f"workspace {ws!r}: PostgreSQL has no documents for it")
-            files = WorkspaceFiles(db)
+            files = WorkspaceFiles(db, options.key)
             try:
                 # the file's checksums are computed here while PostgreSQL computes its side
                 with ThreadPoolExecutor(max_workers=1, thread_name_prefix="clawfs-checksums") as pool:

@@ -7,7 +7,6 @@ import contextlib
 import functools
 import json
 import os
-import sqlite3
 import sys
 import time
 import traceback
@@ -29,7 +28,7 @@ from ._sync import SyncOptions, SyncReport, sync
 from ._sync import follow as run_follow
 from ._sync_setup import sync_setup, sync_teardown
 from ._values import scrub, source_label, url_password
-from ._verify import VerifyOptions, verify
+from ._verify import VerifyOptions, check_selection, verify, workspaces_on_disk
 from .audit import AuditLog, run_id
 from .demo import run_demo
 from .errors import (
@@ -42,7 +41,19 @@ from .errors import (
     WorkspaceError,
     exit_code,
 )
-from .workspace import DEFAULT_DTYPE, DTYPES, Hit, HnswParams, Layout, Workspace, backup, restore
+from .workspace import (
+    DEFAULT_DTYPE,
+    DTYPES,
+    SQLITE_ERRORS,
+    Hit,
+    HnswParams,
+    Key,
+    Layout,
+    Workspace,
+    backup,
+    rekey,
+    restore,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 stdout = Console(soft_wrap=True)
@@ -65,8 +76,10 @@ def common_options(f: F) -> F:
     return f
 
 
-# Options whose values are the user's data, not settings: the audit log says only that they were given.
-PRIVATE_OPTIONS = ("text", "vector")
+# Options whose values are the user's data or secrets, not settings: the audit log says only that they were given.
+PRIVATE_OPTIONS = ("text", "vector", "key", "new_key")
+KEY_ENV, NEW_KEY_ENV = "CLAWFS_KEY", "CLAWFS_NEW_KEY"
+_key_secrets: list[str] = []  # every key this process read: scrubbed from anything it prints
 
 
 def audited(f: F) -> F:
@@ -118,6 +131,34 @@ def pg_url_option(f: F) -> F:
         metavar="URL",
         help="PostgreSQL connection URL (or $CLAWFS_PG_URL; libpq's PGHOST, PGPASSWORD... work too).",
     )(f)
+
+
+def key_option(f: F) -> F:
+    """--key-file FILE, else $CLAWFS_KEY: the key of encrypted workspaces (never a command-line value)."""
+    return click.option(
+        "--key-file",
+        "key",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        metavar="FILE",
+        callback=functools.partial(_read_key, KEY_ENV),
+        help=f"The encryption key of encrypted workspaces, read from FILE [default: ${KEY_ENV}].",
+    )(f)
+
+
+def _read_key(env: str, ctx: click.Context, param: click.Parameter, path: Path | None) -> Key | None:
+    """A key from its file (warning when others may read it) or from the environment; None when neither."""
+    if path is not None:
+        key = Key.from_file(path)
+        with contextlib.suppress(OSError):
+            if path.stat().st_mode & 0o077:
+                print(f"clawfs: warning: other users may read the key file {path}: chmod 600 it", file=sys.stderr)
+    elif secret := os.environ.get(env):
+        key = Key(secret)
+    else:
+        return None
+    _key_secrets.append(key.secret_for_scrubbing())
+    return key
 
 
 def selection_options(verb: str, all_help: str, sqlite_help: str | None = None) -> Callable[[F], F]:
@@ -179,6 +220,12 @@ def cli() -> None:
     show_default=True,
     help="Scalar type the HNSW index stores vectors in.",
 )
+@click.option(
+    "--encrypt",
+    is_flag=True,
+    help=f"Encrypt the workspaces (SQLCipher; the HNSW index inside them) with --key-file or ${KEY_ENV}.",
+)
+@key_option
 @click.option("--log-file", type=click.Path(dir_okay=False), default=None, help="Also append log lines to FILE.")
 @common_options
 def migrate_command(
@@ -196,6 +243,8 @@ def migrate_command(
     hnsw_ef_construction: int,
     hnsw_ef_search: int,
     hnsw_dtype: str,
+    encrypt: bool,
+    key: Key | None,
     log_file: str | None,
     verbose: bool,
     as_json: bool,
@@ -203,6 +252,13 @@ def migrate_command(
 ) -> None:
     """Copy workspaces from PostgreSQL + pgvector into ClawFS (read-only on PostgreSQL)."""
     setup_logging(verbose, log_file)
+    if encrypt and key is None:
+        raise UsageError(f"--encrypt needs a key: --key-file FILE or ${KEY_ENV}")
+    if key is not None and not encrypt:
+        raise UsageError(
+            f"a key was given (--key-file or ${KEY_ENV}) but not --encrypt: add --encrypt to encrypt the workspaces, "
+            "or give no key to write them unencrypted"
+        )
     options = MigrateOptions(
         workspaces=workspace_ids,
         all_workspaces=all_workspaces,
@@ -214,6 +270,7 @@ def migrate_command(
         identities=not no_identities,
         on_bad_row=on_bad_row,
         hnsw=HnswParams(m=hnsw_m, ef_construction=hnsw_ef_construction, ef_search=hnsw_ef_search, dtype=hnsw_dtype),
+        key=key,
     )
     progress = LiveProgress(sys.stderr)
     try:
@@ -249,6 +306,7 @@ def migrate_command(
     help="Lowest passing share of PostgreSQL's full-text matches that FTS5 also finds.",
 )
 @click.option("--no-identities", is_flag=True, help="Do not check agent identity files.")
+@key_option
 @common_options
 def verify_command(
     pg_url: str | None,
@@ -259,6 +317,7 @@ def verify_command(
     min_recall: float,
     min_fts_recall: float,
     no_identities: bool,
+    key: Key | None,
     verbose: bool,
     as_json: bool,
     root: Path,
@@ -273,6 +332,7 @@ def verify_command(
         min_recall=min_recall,
         min_fts_recall=min_fts_recall,
         identities=not no_identities,
+        key=key,
     )
     progress = LiveProgress(sys.stderr)
     try:
@@ -310,6 +370,7 @@ def verify_command(
     default=None,
     help="Seconds between rounds with --follow [default: 1 with a replication slot, 10 comparing].",
 )
+@key_option
 @common_options
 def sync_command(
     pg_url: str | None,
@@ -322,6 +383,7 @@ def sync_command(
     overwrite_local_writes: bool,
     follow: bool,
     interval: float | None,
+    key: Key | None,
     verbose: bool,
     as_json: bool,
     root: Path,
@@ -339,6 +401,7 @@ def sync_command(
         identities=not no_identities,
         on_bad_row=on_bad_row,
         overwrite_local_writes=overwrite_local_writes,
+        key=key,
     )
     if interval is not None and interval <= 0:
         raise UsageError("--interval must be positive")
@@ -422,6 +485,7 @@ def sync_teardown_command(pg_url: str | None, slot: str | None, verbose: bool, a
     is_flag=True,
     help="Also when workspaces were written through the API since their last sync (those writes are lost).",
 )
+@key_option
 @common_options
 def cutover_command(
     pg_url: str | None,
@@ -431,6 +495,7 @@ def cutover_command(
     sample: int,
     no_identities: bool,
     overwrite_local_writes: bool,
+    key: Key | None,
     verbose: bool,
     as_json: bool,
     root: Path,
@@ -444,6 +509,7 @@ def cutover_command(
         identities=not no_identities,
         sample=sample,
         overwrite_local_writes=overwrite_local_writes,
+        key=key,
     )
     progress = LiveProgress(sys.stderr)
     try:
@@ -491,6 +557,7 @@ def cutover_command(
 @click.option("-k", "k", type=int, default=10, show_default=True, help="How many hits.")
 @click.option("--fts5", "raw", is_flag=True, help="--text is FTS5 query syntax (AND, OR, NEAR, prefix*), not words.")
 @click.option("--ef-search", type=int, default=None, help="HNSW expansion for this search (default: the workspace's).")
+@key_option
 @common_options
 def search_command(
     workspace_id: str,
@@ -501,13 +568,14 @@ def search_command(
     k: int,
     raw: bool,
     ef_search: int | None,
+    key: Key | None,
     verbose: bool,
     as_json: bool,
     root: Path,
 ) -> None:
     """Search a workspace: full text, vector or hybrid."""
     setup_logging(verbose, None)
-    with Workspace.open(root, workspace_id) as ws:
+    with Workspace.open(root, workspace_id, key=key) as ws:
         query_vector = _query_vector(vector, like, ws)
         if mode == "fts" or (mode is None and query_vector is None):
             if text is None:
@@ -575,14 +643,15 @@ def index_group() -> None:
 
 @index_group.command("rebuild")
 @click.option("--workspace-id", required=True, metavar="ID", help="The workspace whose index to rebuild.")
+@key_option
 @common_options
-def index_rebuild_command(workspace_id: str, verbose: bool, as_json: bool, root: Path) -> None:
-    """Build the index file anew from the workspace's vectors table."""
+def index_rebuild_command(workspace_id: str, key: Key | None, verbose: bool, as_json: bool, root: Path) -> None:
+    """Build the index anew from the workspace's vectors table."""
     setup_logging(verbose, None)
     started = time.perf_counter()
-    with Workspace.open(root, workspace_id) as ws:
+    with Workspace.open(root, workspace_id, key=key) as ws:
         stamp = ws.rebuild_index()
-        path = ws.index_path
+        path = ws.index_store
     report = {"workspace_id": workspace_id, "index": str(path), **stamp.as_dict()}
     report["seconds"] = round(time.perf_counter() - started, 3)
     if as_json:
@@ -594,12 +663,16 @@ def index_rebuild_command(workspace_id: str, verbose: bool, as_json: bool, root:
 @cli.command("backup")
 @click.option("--workspace-id", required=True, metavar="ID", help="The workspace to back up.")
 @click.option("--to", "destination", required=True, type=click.Path(path_type=Path), help="A new directory.")
+@key_option
 @common_options
-def backup_command(workspace_id: str, destination: Path, verbose: bool, as_json: bool, root: Path) -> None:
-    """Copy a workspace consistently (it may be in use): database, index and a manifest."""
+def backup_command(
+    workspace_id: str, destination: Path, key: Key | None, verbose: bool, as_json: bool, root: Path
+) -> None:
+    """Copy a workspace consistently (it may be in use): database, index and a manifest (an encrypted
+    workspace's copy is encrypted with the same key)."""
     setup_logging(verbose, None)
     try:
-        report = backup(root, workspace_id, destination)
+        report = backup(root, workspace_id, destination, key)
     except OSError as e:
         raise WorkspaceError(f"backup to {destination} failed: {e.strerror or e}") from None
     if as_json:
@@ -615,12 +688,13 @@ def backup_command(workspace_id: str, destination: Path, verbose: bool, as_json:
 @cli.command("restore")
 @click.option("--from", "backup_dir", required=True, type=click.Path(path_type=Path), help="A backup directory.")
 @click.option("--replace", is_flag=True, help="Replace the workspace if it exists.")
+@key_option
 @common_options
-def restore_command(backup_dir: Path, replace: bool, verbose: bool, as_json: bool, root: Path) -> None:
+def restore_command(backup_dir: Path, replace: bool, key: Key | None, verbose: bool, as_json: bool, root: Path) -> None:
     """Restore a backup into the root, checked before it is put in place."""
     setup_logging(verbose, None)
     try:
-        report = restore(backup_dir, root, replace=replace)
+        report = restore(backup_dir, root, replace=replace, key=key)
     except OSError as e:
         raise WorkspaceError(f"restore from {backup_dir} failed: {e.strerror or e}") from None
     if as_json:
@@ -630,6 +704,53 @@ def restore_command(backup_dir: Path, replace: bool, verbose: bool, as_json: boo
         f"restored workspace {report.workspace_id!r} to {report.database}: {report.documents:,} documents, "
         f"{report.vectors:,} vectors, checked" + (" (replaced the one that was there)" if report.replaced else "")
     )
+
+
+@cli.command("rekey")
+@selection_options("re-encrypt", "Every workspace of the root.", "This database file (one --workspace-id).")
+@key_option
+@click.option(
+    "--new-key-file",
+    "new_key",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    metavar="FILE",
+    callback=functools.partial(_read_key, NEW_KEY_ENV),
+    help=f"The new key, read from FILE [default: ${NEW_KEY_ENV}].",
+)
+@common_options
+def rekey_command(
+    workspace_ids: tuple[str, ...],
+    all_workspaces: bool,
+    sqlite_path: Path | None,
+    key: Key | None,
+    new_key: Key | None,
+    verbose: bool,
+    as_json: bool,
+    root: Path,
+) -> None:
+    """Change the encryption key of encrypted workspaces (stop agents and sync --follow using them first)."""
+    setup_logging(verbose, None)
+    check_selection("rekey", workspace_ids, all_workspaces, sqlite_path)
+    if key is None:
+        raise UsageError(f"rekey needs the current key: --key-file FILE or ${KEY_ENV}")
+    if new_key is None:
+        raise UsageError(f"rekey needs the new key: --new-key-file FILE or ${NEW_KEY_ENV}")
+    layout = Layout(root)
+    chosen = sorted(workspaces_on_disk(layout)) if all_workspaces else list(dict.fromkeys(workspace_ids))
+    paths = {ws: sqlite_path or layout.workspace_db(ws) for ws in chosen}
+    for ws, path in paths.items():
+        if not path.is_file():
+            raise WorkspaceError(f"no workspace {ws!r} at {path}")
+    done = []
+    for ws, path in paths.items():
+        started = time.perf_counter()
+        rekey(path, key, new_key)
+        done.append({"workspace_id": ws, "database": str(path), "seconds": round(time.perf_counter() - started, 3)})
+        if not as_json:
+            stdout.print(f"workspace {ws!r}: new key in place ({path}); the old key no longer opens it")
+    if as_json:
+        print(json.dumps({"rekeyed": done}, indent=2, ensure_ascii=False))
 
 
 @cli.command("demo")
@@ -677,7 +798,7 @@ def demo_command(documents: int, verbose: bool, as_json: bool, root: Path) -> No
 
 
 def _secrets(argv: Sequence[str]) -> list[str | None]:
-    secrets: list[str | None] = [os.environ.get("PGPASSWORD")]
+    secrets: list[str | None] = [os.environ.get("PGPASSWORD"), *_key_secrets]
     for value in [*argv, os.environ.get("CLAWFS_PG_URL") or ""]:
         if "://" in value or "password" in value.lower():
             secrets.append(url_password(value.removeprefix("--pg-url=")))
@@ -706,7 +827,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = EXIT_INTERRUPTED
     except ClawfsError as e:
         code = _report_error(e, "error", verbose, args)
-    except sqlite3.DatabaseError as e:  # a damaged or foreign workspace file
+    except SQLITE_ERRORS as e:  # a damaged or foreign workspace file
         code = _report_error(WorkspaceError(f"workspace database: {e}"), "error", verbose, args)
     except Exception as e:  # a bug: still one line (the traceback with --verbose)
         code = _report_error(e, f"unexpected error ({type(e).__name__})", verbose, args)

@@ -1,6 +1,4 @@
-"""The ClawFS side (the only place sqlite3 and usearch are imported)."""
-
-import sqlite3
+"""The ClawFS side (the only place sqlite3, SQLCipher and usearch are imported)."""
 
 from ._backup import BackupReport, RestoreReport, backup, restore
 from ._builder import WorkspaceBuilder, check_target_free, install_moves, metadata_entries
@@ -21,25 +19,31 @@ from ._layout import (
     write_private_temp,
 )
 from ._schema import CLAWFS_METADATA_KEYS, SCHEMA_VERSION
+from ._sqlite import INSTALL_HINT, Key, KeyProblem, encryption_available, is_encrypted, rekey
+from ._sqlite import Error as SQLITE_ERRORS
 from ._workspace import KEEP, NORM_RANGE, Hit, Workspace, fts_query, usable
 
 # Errors of the target side that a user can cause (disk full, permissions, a damaged file).
-TARGET_ERRORS: tuple[type[BaseException], ...] = (OSError, sqlite3.Error)
+TARGET_ERRORS: tuple[type[BaseException], ...] = (OSError, *SQLITE_ERRORS)
 
 __all__ = [
     "CLAWFS_METADATA_KEYS",
     "DB_NAME",
     "DEFAULT_DTYPE",
     "DTYPES",
+    "INSTALL_HINT",
     "KEEP",
     "NORM_RANGE",
     "SCHEMA_VERSION",
+    "SQLITE_ERRORS",
     "TARGET_ERRORS",
     "BackupReport",
     "Hit",
     "HnswParams",
     "IndexFile",
     "IndexWorker",
+    "Key",
+    "KeyProblem",
     "Layout",
     "Placement",
     "RestoreReport",
@@ -48,13 +52,16 @@ __all__ = [
     "WorkspaceFiles",
     "backup",
     "check_target_free",
+    "encryption_available",
     "finish_placement",
     "fts_query",
     "identity_document",
     "index_path_for",
     "install_moves",
+    "is_encrypted",
     "make_private_dir",
     "metadata_entries",
+    "rekey",
     "remove_path",
     "remove_tree",
     "restore",

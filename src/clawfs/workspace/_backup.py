@@ -9,7 +9,8 @@ A backup is a directory:
 The index file on disk belongs to the stamp in metadata; a writer that saves a new index between the
 database copy and the index copy makes them disagree, which the sha256 check sees: the index is then
 copied again, and after a few tries built from the backup's own `vectors` table. Changes made after the
-index was saved are in the backup's index log and are replayed when the copy is opened.
+index was saved are in the backup's index log and are replayed when the copy is opened. An encrypted
+workspace's copy is encrypted with the same key (a salt of its own) and holds its index inside it.
 
 `restore` checks the files against the manifest, copies them under a temporary name in the target root,
 opens the copy and checks it (SQLite, FTS5, index against `vectors`), and only then renames it into place.
@@ -20,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sqlite3
 import time
 import uuid
 from dataclasses import dataclass
@@ -30,6 +30,7 @@ from typing import Any
 from .._values import now_text
 from ..errors import UsageError, WorkspaceError
 from ._index import file_sha256
+from ._index_store import FILE
 from ._layout import (
     DB_NAME,
     INDEX_NAME,
@@ -43,6 +44,7 @@ from ._layout import (
     write_private,
 )
 from ._live_index import read_stamp, restamp
+from ._sqlite import Error, Key, connect, is_encrypted
 from ._workspace import Workspace, open_read_only
 
 FORMAT = "clawfs-backup-v1"
@@ -71,9 +73,14 @@ class RestoreReport:
     seconds: float
 
 
-def backup(root: str | os.PathLike[str], workspace_id: str | None, destination: str | os.PathLike[str]) -> BackupReport:
+def backup(
+    root: str | os.PathLike[str],
+    workspace_id: str | None,
+    destination: str | os.PathLike[str],
+    key: Key | None = None,
+) -> BackupReport:
     """Copy a workspace (of a root, or `root` is its database file when `workspace_id` is None) into the
-    new directory `destination`."""
+    new directory `destination`. An encrypted workspace's copy is encrypted with the same `key`."""
     source_db = Layout(Path(root)).workspace_db(workspace_id) if workspace_id is not None else Path(root)
     destination = Path(destination)
     started = time.perf_counter()
@@ -87,9 +94,9 @@ def backup(root: str | os.PathLike[str], workspace_id: str | None, destination: 
     make_private_dir(staging)
     try:
         db_copy = staging / DB_NAME
-        _copy_database(source_db, db_copy)
-        rebuilt = _copy_index(source_db, staging)
-        with Workspace.open(db_copy) as ws:  # replays the index log; refuses a copy it cannot read
+        _copy_database(source_db, db_copy, key)
+        rebuilt = _copy_index(source_db, staging, key)
+        with Workspace.open(db_copy, key=key) as ws:  # replays the index log; refuses a copy it cannot read
             workspace_id = ws.workspace_id
             documents, vectors = _counts(ws.db)
         files: dict[str, dict[str, Any]] = {
@@ -121,15 +128,16 @@ def backup(root: str | os.PathLike[str], workspace_id: str | None, destination: 
     )
 
 
-def _copy_database(source_db: Path, target: Path) -> None:
-    """SQLite's online backup in one step: one read transaction, so the copy is one consistent state."""
+def _copy_database(source_db: Path, target: Path, key: Key | None) -> None:
+    """SQLite's online backup in one step: one read transaction, so the copy is one consistent state.
+    The copy is encrypted (with the same key, its own salt) exactly when the source is."""
     create_private_file(target)
-    src = open_read_only(source_db)
-    dst = sqlite3.connect(target)
+    src = open_read_only(source_db, key)
+    dst = connect(target, key if is_encrypted(source_db) else None)
     try:
         src.backup(dst, pages=-1)
         dst.execute("PRAGMA journal_mode = DELETE")  # a single self-contained file
-    except sqlite3.Error as e:
+    except Error as e:
         raise WorkspaceError(f"backing up {source_db} failed: {e}") from None
     finally:
         dst.close()
@@ -137,16 +145,17 @@ def _copy_database(source_db: Path, target: Path) -> None:
     fsync_path(target)
 
 
-def _copy_index(source_db: Path, staging: Path) -> bool:
-    """Copy the index file the backup's stamp names; True when it had to be built instead."""
-    db = sqlite3.connect(staging / DB_NAME)
+def _copy_index(source_db: Path, staging: Path, key: Key | None) -> bool:
+    """Copy the index file the backup's stamp names; True when it had to be built instead. (An
+    encrypted workspace's index is inside its database, copied with it.)"""
+    db = connect(staging / DB_NAME, key)
     try:
         stamp = read_stamp(db)
     finally:
         db.close()
     source_index = index_path_for(source_db)
-    if stamp is None or stamp.bytes == 0 or not source_index.exists():
-        return False  # no index (a workspace without vectors), or one the copy will rebuild on open
+    if stamp is None or stamp.bytes == 0 or stamp.location != FILE or not source_index.exists():
+        return False  # no index file (none, or inside the database), or one the copy will rebuild on open
     target = staging / INDEX_NAME
     for _ in range(INDEX_COPY_TRIES):
         if not target.exists():
@@ -156,13 +165,16 @@ def _copy_index(source_db: Path, staging: Path) -> bool:
             fsync_path(target)
             return False
     target.unlink()
-    with Workspace.open(staging / DB_NAME) as ws:  # no index file: opening builds it from the copy's vectors
+    with Workspace.open(staging / DB_NAME, key=key) as ws:  # no index file: opening builds it from the copy's vectors
         ws.rebuild_index()
     return True
 
 
-def restore(backup_dir: str | os.PathLike[str], root: str | os.PathLike[str], replace: bool = False) -> RestoreReport:
-    """Restore the backup in `backup_dir` as a workspace of the ClawFS root `root`."""
+def restore(
+    backup_dir: str | os.PathLike[str], root: str | os.PathLike[str], replace: bool = False, key: Key | None = None
+) -> RestoreReport:
+    """Restore the backup in `backup_dir` as a workspace of the ClawFS root `root` (an encrypted backup
+    needs its `key`; the restored workspace stays encrypted with it)."""
     backup_dir, root = Path(backup_dir), Path(root)
     started = time.perf_counter()
     manifest = _read_manifest(backup_dir)
@@ -186,13 +198,13 @@ def restore(backup_dir: str | os.PathLike[str], root: str | os.PathLike[str], re
             create_private_file(build / name)
             shutil.copyfile(backup_dir / name, build / name)
             fsync_path(build / name)
-        db = sqlite3.connect(build / DB_NAME)
+        db = connect(build / DB_NAME, key)
         try:
             db.execute("PRAGMA journal_mode = WAL")
         finally:
             db.close()
-        restamp(build / DB_NAME, build / INDEX_NAME)
-        with Workspace.open(build / DB_NAME) as ws:
+        restamp(build / DB_NAME, build / INDEX_NAME, key)
+        with Workspace.open(build / DB_NAME, key=key) as ws:
             problems = ws.check()
             if ws.workspace_id != workspace_id:
                 problems.append(f"it holds workspace {ws.workspace_id!r}, the manifest says {workspace_id!r}")
@@ -245,7 +257,7 @@ def _read_manifest(backup_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def _counts(db: sqlite3.Connection) -> tuple[int, int]:
+def _counts(db: Any) -> tuple[int, int]:
     documents = db.execute("SELECT count(*) FROM document_store").fetchone()[0]
     vectors = db.execute("SELECT count(*) FROM vectors").fetchone()[0]
     return int(documents), int(vectors)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -21,7 +20,8 @@ import numpy.typing as npt
 from .._checksum import RangeSum
 from ..errors import WorkspaceError
 from ._checksums import range_checksums, row_hashes
-from ._index import HnswParams, IndexStamp, IndexWorker, new_index, save_index
+from ._index import HnswParams, IndexStamp, IndexWorker, new_index
+from ._index_store import FILE, store_for
 from ._layout import (
     DB_NAME,
     INDEX_NAME,
@@ -33,6 +33,10 @@ from ._layout import (
     remove_tree,
 )
 from ._schema import BUILD_PRAGMAS, FINAL_PRAGMAS, SCHEMA
+from ._sqlite import DatabaseError, Error, Key, KeyProblem, connect, is_encrypted
+
+# what makes a kept build unusable for `--resume` (it is then built anew)
+UNUSABLE: tuple[type[Exception], ...] = (*DatabaseError, WorkspaceError)
 
 
 class WorkspaceBuilder:
@@ -45,6 +49,7 @@ class WorkspaceBuilder:
         hnsw: HnswParams,
         worker: IndexWorker,
         resume: bool = False,
+        key: Key | None = None,
     ) -> None:
         self.workspace_id = workspace_id
         self.target_db = target_db
@@ -52,6 +57,8 @@ class WorkspaceBuilder:
         self.db_path = build_dir / DB_NAME
         self.index_path = build_dir / INDEX_NAME
         self.dimension = dimension
+        self.key = key  # given: the build is encrypted with it (SQLCipher), its index kept inside it
+        self.index_store = store_for(self.db_path, key is not None)
         self.worker = worker
         self.index = new_index(dimension, hnsw) if dimension else None
         self.stamp: IndexStamp | None = None
@@ -65,28 +72,32 @@ class WorkspaceBuilder:
             for leftover in ("", "-journal", "-wal", "-shm"):
                 remove_path(self.db_path.with_name(self.db_path.name + leftover))
             create_private_file(self.db_path)
-            self.db = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
-            for pragma in BUILD_PRAGMAS:
+            self.db = connect(self.db_path, key, isolation_level=None, check_same_thread=False)
+            # SQLCipher keeps its default page size: another would have to be given with the key at every open
+            for pragma in BUILD_PRAGMAS if key is None else BUILD_PRAGMAS[1:]:
                 self.db.execute(pragma)
             self.db.executescript(SCHEMA)
 
     def _reopen(self) -> bool:
         """Open an interrupted build's database (a killed commit rolls back); False if it is unusable."""
-        if not self.db_path.is_file():
+        if not self.db_path.is_file() or is_encrypted(self.db_path) != (self.key is not None):
+            return False  # (a build encrypted or not, unlike this run: not reused)
+        try:
+            db = connect(self.db_path, self.key, isolation_level=None, check_same_thread=False)
+        except KeyProblem:  # another key
             return False
-        db = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
         try:
             for pragma in BUILD_PRAGMAS[1:]:
                 db.execute(pragma)
             if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
-                raise sqlite3.DatabaseError("quick_check failed")
+                raise WorkspaceError("quick_check failed")
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if not {"document_store", "vectors", "metadata", "documents"} <= tables:
-                raise sqlite3.DatabaseError("not a workspace build")
+                raise WorkspaceError("not a workspace build")
             db.execute("DELETE FROM metadata")  # written again at the end, from the new snapshot
             self.documents = db.execute("SELECT count(*) FROM document_store").fetchone()[0]
             self.vectors = db.execute("SELECT count(*) FROM vectors").fetchone()[0]
-        except sqlite3.DatabaseError:
+        except UNUSABLE:
             db.close()
             return False
         self.db = db
@@ -99,7 +110,7 @@ class WorkspaceBuilder:
         try:
             yield
         except BaseException:
-            with contextlib.suppress(sqlite3.Error):
+            with contextlib.suppress(*Error):
                 self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
@@ -157,12 +168,18 @@ class WorkspaceBuilder:
             self.db.execute("INSERT INTO documents(documents) VALUES ('rebuild')")
 
     def save_index(self) -> IndexStamp:
-        """Write the HNSW index file (after the worker has finished adding)."""
+        """Save the HNSW index (after the worker has finished adding): the file, or inside the database."""
         if self.index is None:
-            self.stamp = IndexStamp(vectors=0, bytes=0, sha256="")
+            self.stamp = IndexStamp(vectors=0, bytes=0, sha256="", location=self.index_store.location)
         else:
-            self.stamp = save_index(self.index, self.index_path)
-            self.index = None  # the file holds it now: free the memory before verification maps the file
+            prepared = self.index_store.prepare(self.index, 0)
+            try:
+                with self._batch():
+                    self.index_store.put(self.db, prepared)
+            finally:
+                self.index_store.discard(prepared)
+            self.stamp = prepared.stamp
+            self.index = None  # saved now: free the memory before verification opens it
         return self.stamp
 
     def write_metadata(self, entries: Iterable[tuple[str, str]]) -> None:
@@ -186,15 +203,16 @@ class WorkspaceBuilder:
         self.db.close()
         fsync_path(self.db_path)
         fsync_path(self.build_dir)
-        self.bytes_written = self.db_path.stat().st_size + (self.stamp.bytes if self.stamp else 0)
+        index_file = self.stamp.bytes if self.stamp and self.stamp.location == FILE else 0
+        self.bytes_written = self.db_path.stat().st_size + index_file
 
     def keep(self) -> None:
         """Stop, leaving the committed batches for `migrate --resume`."""
-        with contextlib.suppress(sqlite3.Error):
+        with contextlib.suppress(*Error):
             self.db.close()
 
     def discard(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
+        with contextlib.suppress(*Error):
             self.db.close()
         remove_tree(self.build_dir)
 

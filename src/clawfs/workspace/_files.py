@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +20,10 @@ from usearch.index import Index
 from .._checksum import RangeSum
 from ..errors import UsageError, WorkspaceError
 from ._checksums import range_checksums, row_hashes
-from ._index import HnswParams, file_sha256
-from ._layout import index_path_for
+from ._index import HnswParams
+from ._index_store import store_for
 from ._live_index import LiveIndex, log_entries, read_stamp
+from ._sqlite import Error, Key, OperationalError, is_encrypted
 from ._workspace import fts_integrity, fts_query, open_read_only, ranked_matches
 
 
@@ -39,17 +39,19 @@ class IndexFile:
 
 
 class WorkspaceFiles:
-    def __init__(self, db_path: Path, index_path: Path | None = None) -> None:
+    def __init__(self, db_path: Path, key: Key | None = None) -> None:
         if not db_path.is_file():
             raise WorkspaceError(f"no workspace database at {db_path}")
         self.db_path = db_path
-        self.index_path = index_path or index_path_for(db_path)
+        self.key = key
+        self.encrypted = is_encrypted(db_path)
+        self.index_store = store_for(db_path, self.encrypted)
         try:
-            self.db = open_read_only(db_path)
+            self.db = open_read_only(db_path, key)
             # a damaged file may hold text that is not UTF-8: read it anyway, so it can be reported
             self.db.text_factory = lambda raw: raw.decode("utf-8", "surrogateescape")
             self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        except sqlite3.Error as e:
+        except Error as e:
             raise WorkspaceError(f"{db_path} is not a readable SQLite database: {e}") from None
         self._index: Index | None = None
         self._live: LiveIndex | None = None
@@ -68,7 +70,7 @@ class WorkspaceFiles:
         """The `clawfs_sync` rows (sync's position and state; empty before the first sync or write)."""
         try:
             return dict(self.db.execute("SELECT key, value FROM clawfs_sync").fetchall())
-        except sqlite3.OperationalError:  # no such table
+        except OperationalError:  # no such table
             return {}
 
     def present(self, table: str, ids: Collection[int]) -> set[int]:
@@ -107,7 +109,7 @@ class WorkspaceFiles:
         return {vector_id for _, vector_id in log_entries(self.db, stamp.log_position if stamp else 0)}
 
     def fts_integrity(self) -> str | None:
-        return fts_integrity(self.db_path)
+        return fts_integrity(self.db_path, self.key)
 
     def fts_ranked(self, text: str, limit: int = 10) -> list[int]:
         return [doc_id for doc_id, _ in ranked_matches(self.db, text, limit)]
@@ -127,24 +129,19 @@ class WorkspaceFiles:
         return int(row[0])
 
     def index_file(self) -> IndexFile:
-        path = self.index_path
-        if not path.is_file():
+        """What is stored where the index should be (the file, or the encrypted database's table)."""
+        if not self.index_store.present(self.db):
             return IndexFile(exists=False)
-        size = path.stat().st_size
-        digest = file_sha256(path)
-        try:
-            index = Index.restore(str(path), view=True)
-        except Exception as e:  # usearch raises plain RuntimeError/ValueError on damaged files
-            return IndexFile(True, size, digest, None, f"usearch cannot read it: {e}")
+        size, digest, index, problem = self.index_store.read(self.db)
         if index is None:
-            return IndexFile(True, size, digest, None, "usearch cannot read it")
+            return IndexFile(True, size, digest, None, f"usearch cannot read it: it {problem}")
         self._index = index
         return IndexFile(True, size, digest, np.sort(np.asarray(index.keys, dtype=np.uint64)))
 
     def _replayed(self) -> LiveIndex | None:
         try:
             meta = {k: json.loads(v) for k, v in self.metadata().items()}
-            live = LiveIndex(self.index_path, HnswParams.from_metadata(meta), int(meta["vector_dimension"]))
+            live = LiveIndex(self.index_store, HnswParams.from_metadata(meta), int(meta["vector_dimension"]))
         except (ValueError, KeyError, TypeError, UsageError):
             return None  # the metadata problem is reported by the metadata check
         live.refresh(self.db, None)

@@ -82,6 +82,7 @@ class IndexStamp:
     # the file's inode and mtime when stamped: while both are unchanged, opening need not hash the file
     inode: int = 0
     mtime_ns: int = 0
+    location: str = "file"  # or "database" (see _index_store)
 
     def same_file(self, path: Path) -> bool:
         """True when `path` is the stamped file: cheaply by inode and mtime, else by its sha256."""

@@ -1,39 +1,40 @@
 """The HNSW index of a workspace in use: the saved file plus the changes made since (DESIGN §2.3).
 
 Every write to `vectors` appends the vector's id to `clawfs_index_log` in the same SQLite transaction,
-so the database alone always says what the index must hold. The index file holds the vectors up to
-the log position recorded in its stamp (metadata `hnsw_index`); what came later lives in memory:
+so the database alone always says what the index must hold. The saved index (a file, or inside an
+encrypted database: `_index_store`) holds the vectors up to the log position recorded in its stamp
+(metadata `hnsw_index`); what came later lives in memory:
 
-    main    the saved file, memory-mapped (opening costs no reading), never changed in place
+    main    the saved index (a file is memory-mapped: opening costs no reading), never changed in place
     masked  ids whose entry in `main` is out of date (deleted or given a new embedding)
     delta   a small in-memory index of the vectors added or changed since the file was saved
 
 `refresh` replays the log entries it has not seen yet (this process's writes and other processes'
 alike): each id touched is masked and, if it still exists, added to `delta` with its current embedding.
 Replaying is idempotent, so a crash between the SQLite commit and anything after it loses nothing.
-`save` folds the changes into a new file (temporary name, rename, then the stamp in one transaction with
-the log trimmed); `rebuild` builds the file from the `vectors` table. A missing, damaged or stale file
-(its size or vector count is not the stamp's) is rebuilt, never used silently.
+`save` folds the changes into a new saved index (put in place with its stamp and the log trimmed, in one
+transaction); `rebuild` builds it from the `vectors` table. A missing, damaged or stale index (its size,
+sha256 or vector count is not the stamp's) is rebuilt, never used silently.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import sqlite3
 import threading
-import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
 from usearch.index import Index
 
 from ..errors import WorkspaceError
-from ._index import HnswParams, IndexStamp, add_to_index, new_index, save_index, stamp_file
-from ._layout import fsync_path
+from ._index import HnswParams, IndexStamp, add_to_index, new_index, stamp_file
+from ._index_store import FILE, IndexStore
+from ._sqlite import Key, OperationalError, connect
 
 log = logging.getLogger("clawfs")
 
@@ -56,13 +57,13 @@ def read_stamp(db: sqlite3.Connection) -> IndexStamp | None:
         return None
 
 
-def restamp(db_path: Path, index_path: Path) -> None:
+def restamp(db_path: Path, index_path: Path, key: Key | None = None) -> None:
     """After the index file was copied (restore): if its sha256 is the stamp's, record its new inode and
     mtime, so opening it need not hash it again."""
-    db = sqlite3.connect(db_path)
+    db = connect(db_path, key)
     try:
         stamp = read_stamp(db)
-        if stamp is None or not index_path.is_file() or not stamp.same_file(index_path):
+        if stamp is None or stamp.location != FILE or not index_path.is_file() or not stamp.same_file(index_path):
             return
         fresh = stamp_file(index_path, stamp.vectors, stamp.log_position)
         with db:
@@ -75,7 +76,7 @@ def log_entries(db: sqlite3.Connection, after: int) -> list[tuple[int, int]]:
     """(seq, vector id) of the log after `after`; none when no write ever happened."""
     try:
         return db.execute(f"SELECT seq, vector_id FROM {LOG_TABLE} WHERE seq > ? ORDER BY seq", (after,)).fetchall()
-    except sqlite3.OperationalError as e:
+    except OperationalError as e:
         if "no such table" in str(e):
             return []
         raise
@@ -85,7 +86,7 @@ def log_position(db: sqlite3.Connection) -> int:
     """The last log entry ever written (AUTOINCREMENT keeps it in sqlite_sequence after trimming)."""
     try:
         row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (LOG_TABLE,)).fetchone()
-    except sqlite3.OperationalError as e:
+    except OperationalError as e:
         if "no such table" in str(e):  # no AUTOINCREMENT table yet: no write ever happened
             return 0
         raise
@@ -102,8 +103,8 @@ def embeddings_of(db: sqlite3.Connection, ids: list[int]) -> dict[int, bytes]:
 
 
 class LiveIndex:
-    def __init__(self, path: Path, params: HnswParams, dimension: int) -> None:
-        self.path = path
+    def __init__(self, store: IndexStore, params: HnswParams, dimension: int) -> None:
+        self.store = store
         self.params = params
         self.dimension = dimension
         self.lock = threading.RLock()
@@ -131,12 +132,16 @@ class LiveIndex:
                     entries = log_entries(db, (stamp.log_position if stamp else 0) if reload else self.applied)
                 finally:
                     db.execute("COMMIT")
-                if reload and not self._load(stamp):
-                    if stamp is not None or self.path.exists():
+                if reload and not self._load(stamp, db):
+                    if stamp is not None or self.store.present(db):
                         log.warning(
-                            "the HNSW index %s %s: rebuilding it from the vectors table", self.path, self.problem
+                            "the HNSW index %s %s: rebuilding it from the vectors table", self.store, self.problem
                         )
-                    opened = writer if writer is None or isinstance(writer, sqlite3.Connection) else writer()
+                    opened = (
+                        writer()
+                        if callable(writer) and not hasattr(writer, "execute")  # a function, not a connection
+                        else cast(sqlite3.Connection | None, writer)
+                    )
                     self.rebuild(db, opened)
                     if opened is None:
                         self.seen = stamp  # built in memory for this unusable file: not again until the stamp changes
@@ -146,9 +151,9 @@ class LiveIndex:
                     self.applied = entries[-1][0]
                 return
 
-    def _load(self, stamp: IndexStamp | None) -> bool:
-        """Map the file `stamp` names; False when it is missing, stale or damaged."""
-        main, problem = self._open_file(stamp)
+    def _load(self, stamp: IndexStamp | None, db: sqlite3.Connection) -> bool:
+        """Open the index `stamp` names; False when it is missing, stale or damaged."""
+        main, problem = self._open_file(stamp, db)
         if main is None or stamp is None:
             self.problem = problem
             return False
@@ -158,21 +163,16 @@ class LiveIndex:
         self.applied = stamp.log_position
         return True
 
-    def _open_file(self, stamp: IndexStamp | None) -> tuple[Index | None, str]:
-        """The index file memory-mapped, if it is the one `stamp` describes; else why not."""
+    def _open_file(self, stamp: IndexStamp | None, db: sqlite3.Connection) -> tuple[Index | None, str]:
+        """The stored index, if it is the one `stamp` describes; else why not."""
         if stamp is None:
             return None, "has no stamp in metadata"
-        if not self.path.is_file():
-            return None, "is missing"
-        if self.path.stat().st_size != stamp.bytes:
-            return None, f"is stale ({self.path.stat().st_size} bytes, stamped {stamp.bytes})"
-        if not stamp.same_file(self.path):
-            return None, "is not the file its stamp names (its sha256 differs): stale, replaced or damaged"
-        try:
-            main = Index.restore(str(self.path), view=True)
-        except Exception as e:  # usearch raises plain RuntimeError/ValueError on damaged files
-            return None, f"is damaged ({e})"
-        if main is None or len(main) != stamp.vectors or main.ndim != self.dimension:
+        if stamp.location != self.store.location:
+            return None, f"is stamped as kept in the {stamp.location}, not the {self.store.location}"
+        main, problem = self.store.open(db, stamp)
+        if main is None:
+            return None, problem
+        if len(main) != stamp.vectors or main.ndim != self.dimension:
             return None, "is damaged or stale (its vector count or dimension is not the stamp's)"
         return main, ""
 
@@ -244,7 +244,7 @@ class LiveIndex:
                 return self.rebuild(db, db)
             if not self.masked:
                 return self.stamp
-            full = Index.restore(str(self.path), view=False)
+            full = self.store.load(db, self.stamp)
             if full is None:
                 return self.rebuild(db, db)
             position = self.applied
@@ -287,15 +287,14 @@ class LiveIndex:
             return self._install(writer, index, position)
 
     def _install(self, db: sqlite3.Connection, index: Index, position: int) -> IndexStamp:
-        """Save to a temporary file; then, holding SQLite's write lock (so no other process installs in
-        between), rename it over the index, record its stamp, trim the log, and commit. A file older than
-        one another process installed meanwhile (a lower log position) is thrown away: installing it would
-        lose the log entries that process trimmed. A crash between the rename and the commit leaves a file
-        that does not match the stamp: it is rebuilt on the next open."""
-        tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
+        """Write the index out (a temporary file, or bytes); then, holding SQLite's write lock (so no
+        other process installs in between), put it in place, record its stamp, trim the log, and commit.
+        An index older than one another process installed meanwhile (a lower log position) is thrown
+        away: installing it would lose the log entries that process trimmed. A crash between a file's
+        rename and the commit leaves a file that does not match the stamp: it is rebuilt on the next open
+        (inside the database, the index and its stamp are one commit)."""
+        prepared = self.store.prepare(index, position)
         try:
-            stamp = save_index(index, tmp, position)
-            fsync_path(tmp)
             db.execute("BEGIN IMMEDIATE")
             try:
                 current = read_stamp(db)
@@ -303,8 +302,8 @@ class LiveIndex:
                     db.execute("ROLLBACK")
                     self.refresh(db, None)
                     return current
-                os.replace(tmp, self.path)
-                fsync_path(self.path.parent)
+                self.store.put(db, prepared)
+                stamp = prepared.stamp
                 db.execute("INSERT OR REPLACE INTO metadata VALUES ('hnsw_index', ?)", (json.dumps(stamp.as_dict()),))
                 if position:
                     db.execute(f"DELETE FROM {LOG_TABLE} WHERE seq <= ?", (position,))
@@ -314,11 +313,8 @@ class LiveIndex:
                     db.execute("ROLLBACK")
                 raise
         finally:
-            if tmp.exists():
-                tmp.unlink()
-        main = Index.restore(str(self.path), view=True)
-        assert main is not None
-        self.main, self.stamp, self.seen, self.applied = main, stamp, stamp, position
+            self.store.discard(prepared)
+        self.main, self.stamp, self.seen, self.applied = self.store.installed(index), stamp, stamp, position
         self.masked, self.delta = set(), new_index(self.dimension, self.params)
         self.refresh(db, None)  # writes committed meanwhile by others
         return stamp

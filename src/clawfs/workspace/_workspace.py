@@ -34,8 +34,10 @@ import numpy.typing as npt
 from .._values import blob_to_embedding, datetime_text, now_text
 from ..errors import UsageError, WorkspaceError
 from ._index import HnswParams, IndexStamp
+from ._index_store import store_for
 from ._layout import DB_NAME, Layout, index_path_for
 from ._live_index import LOG_SCHEMA, LOG_TABLE, LiveIndex
+from ._sqlite import DatabaseError, Error, Key, KeyProblem, OperationalError, connect, is_encrypted
 
 log = logging.getLogger("clawfs")
 
@@ -50,6 +52,10 @@ def usable(norms: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
     """Which vector lengths (in float64) give a direction that float32 cosine arithmetic can use."""
     return np.isfinite(norms) & (norms > NORM_RANGE[0]) & (norms < NORM_RANGE[1])
 
+
+# a workspace file that is not a readable ClawFS workspace; an index that could not follow a write
+UNREADABLE: tuple[type[Exception], ...] = (*Error, ValueError, KeyError)
+INDEX_CATCH_UP: tuple[type[Exception], ...] = (*Error, OSError, RuntimeError)
 
 SNIPPET_MARKS = ("**", "**")  # around matched terms in `Hit.snippet`
 SNIPPET_TOKENS = 16
@@ -90,19 +96,19 @@ def fts_query(text: str) -> str | None:
     return " ".join('"' + word.replace('"', '""') + '"' for word in words)
 
 
-def open_read_only(db_path: Path) -> sqlite3.Connection:
+def open_read_only(db_path: Path, key: Key | None = None) -> sqlite3.Connection:
     """A read-only connection, by URI with the path percent-encoded (workspace directories contain '%')."""
-    return sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+    return connect(db_path, key, read_only=True, check_same_thread=False)
 
 
-def fts_integrity(db_path: Path) -> str | None:
+def fts_integrity(db_path: Path, key: Key | None = None) -> str | None:
     """None when FTS5's index agrees with its content table, else SQLite's message. The check is an
     INSERT command, so it runs on a writable handle of its own."""
-    db = sqlite3.connect(db_path)
+    db = connect(db_path, key)
     try:
         db.execute("INSERT INTO documents(documents, rank) VALUES ('integrity-check', 1)")
         return None
-    except sqlite3.DatabaseError as e:
+    except DatabaseError as e:
         return str(e)
     finally:
         db.close()
@@ -119,7 +125,7 @@ def ranked_matches(db: sqlite3.Connection, text: str, limit: int, raw: bool = Fa
             "SELECT rowid, -bm25(documents) FROM documents WHERE documents MATCH ? ORDER BY rank LIMIT ?",
             (query, limit),
         ).fetchall()
-    except sqlite3.OperationalError as e:
+    except OperationalError as e:
         if raw:
             raise UsageError(f"not a valid FTS5 query: {e}") from None
         raise
@@ -127,39 +133,48 @@ def ranked_matches(db: sqlite3.Connection, text: str, limit: int, raw: bool = Fa
 
 
 class Workspace:
-    """Open with `Workspace.open(root, workspace_id)` or `Workspace.open(path_to_workspace_db)`."""
+    """Open with `Workspace.open(root, workspace_id)` or `Workspace.open(path_to_workspace_db)`; an
+    encrypted workspace needs its `key` (a `clawfs.Key`)."""
 
-    def __init__(self, db_path: Path) -> None:
+    def __init__(self, db_path: Path, key: Key | None = None) -> None:
         if not db_path.is_file():
             raise WorkspaceError(f"no workspace database at {db_path}")
         self.path = db_path
-        self.index_path = index_path_for(db_path)
+        self.key = key
+        self.encrypted = is_encrypted(db_path)
+        self.index_store = store_for(db_path, self.encrypted)
+        self.index_path = index_path_for(db_path)  # the plain workspaces' index file
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._write_lock = threading.RLock()
         self._writer: sqlite3.Connection | None = None
+        self._live: LiveIndex | None = None
         try:
             self.metadata: dict[str, Any] = {
                 k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM metadata")
             }
             self.hnsw = HnswParams.from_metadata(self.metadata)
-        except (sqlite3.Error, ValueError, KeyError) as e:
+        except KeyProblem:
+            self.close()
+            raise
+        except UNREADABLE as e:
             self.close()
             raise WorkspaceError(f"{db_path} is not a readable ClawFS workspace: {e}") from None
         self.workspace_id: str = self.metadata.get("workspace_id", "")
         self.dimension: int | None = self.metadata.get("vector_dimension")
-        self._live: LiveIndex | None = None
         if self.dimension:
-            self._live = LiveIndex(self.index_path, self.hnsw, self.dimension)
+            self._live = LiveIndex(self.index_store, self.hnsw, self.dimension)
             self._refresh_index(repair=True)  # a stale or missing index file is rebuilt here, not used
 
     @classmethod
-    def open(cls, root: str | os.PathLike[str], workspace_id: str | None = None) -> Workspace:
+    def open(
+        cls, root: str | os.PathLike[str], workspace_id: str | None = None, *, key: Key | None = None
+    ) -> Workspace:
         if workspace_id is None:
             path = Path(root)
-            return cls(path / DB_NAME if path.is_dir() else path)
-        return cls(Layout(Path(root)).workspace_db(workspace_id))
+            return cls(path / DB_NAME if path.is_dir() else path, key)
+        return cls(Layout(Path(root)).workspace_db(workspace_id), key)
 
     # -- connections ----------------------------------------------------------------------
 
@@ -169,8 +184,8 @@ class Workspace:
         conn: sqlite3.Connection | None = getattr(self._local, "db", None)
         if conn is None:
             try:
-                conn = open_read_only(self.path)
-            except sqlite3.Error as e:
+                conn = open_read_only(self.path, self.key)
+            except Error as e:
                 raise WorkspaceError(f"cannot open {self.path}: {e}") from None
             self._local.db = conn
             with self._readers_lock:
@@ -182,11 +197,11 @@ class Workspace:
             if not os.access(self.path, os.W_OK) or not os.access(self.path.parent, os.W_OK):
                 raise WorkspaceError(f"the workspace {self.path} is read-only here (no write permission)")
             try:
-                writer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+                writer = connect(self.path, self.key, isolation_level=None, check_same_thread=False, timeout=30)
                 writer.execute("PRAGMA synchronous = NORMAL")
                 if not _has_tables(writer, (LOG_TABLE, "clawfs_sync")):  # one schema change, before any write
                     writer.executescript(f"BEGIN IMMEDIATE; {LOG_SCHEMA}; {SYNC_SCHEMA}; COMMIT;")
-            except sqlite3.Error as e:
+            except Error as e:
                 raise WorkspaceError(f"cannot write to {self.path}: {e}") from None
             self._writer = writer
         return self._writer
@@ -270,7 +285,7 @@ class Workspace:
         for attempt in range(SCHEMA_RETRIES):
             try:
                 return self._search(text, vector, k, raw, ef_search, marks)
-            except sqlite3.OperationalError as e:
+            except OperationalError as e:
                 # Another connection changed the schema (a writer's first write makes clawfs' own tables):
                 # FTS5 can fail to reconnect its table in the middle of that. Asking again succeeds.
                 if "vtable constructor failed" not in str(e) or attempt == SCHEMA_RETRIES - 1:
@@ -544,7 +559,7 @@ class Workspace:
             db.execute("INSERT OR REPLACE INTO metadata VALUES ('vector_dimension', ?)", (json.dumps(dimension),))
         self.dimension = dimension
         self.metadata["vector_dimension"] = dimension
-        self._live = LiveIndex(self.index_path, self.hnsw, dimension)
+        self._live = LiveIndex(self.index_store, self.hnsw, dimension)
 
     def _insert_vectors(self, db: sqlite3.Connection, document_id: int, blobs: list[bytes]) -> None:
         if not blobs:
@@ -576,7 +591,7 @@ class Workspace:
                 self._live.refresh(self._writer, self._writer)  # a workspace's first vectors: write its index
             else:
                 self._live.refresh(self._writer, None)
-        except (sqlite3.Error, OSError, RuntimeError) as e:
+        except INDEX_CATCH_UP as e:
             log.warning("the write is committed; the HNSW index will catch up on the next search (%s)", e)
 
     # -- consistency --------------------------------------------------------------------------
@@ -588,7 +603,7 @@ class Workspace:
         result = db.execute("PRAGMA quick_check").fetchone()[0]
         if result != "ok":
             problems.append(f"sqlite: {result}")
-        if (problem := fts_integrity(self.path)) is not None:
+        if (problem := fts_integrity(self.path, self.key)) is not None:
             problems.append(f"fts: FTS5 integrity-check failed: {problem}")
         orphans = db.execute(
             "SELECT count(*) FROM vectors WHERE document_id NOT IN (SELECT id FROM document_store)"
