@@ -283,6 +283,7 @@ def test_usage_errors(
 ) -> None:
     fill(pg, documents=2)
     monkeypatch.delenv("CLAWFS_KEY", raising=False)
+    env = dict(env)  # (the parameters are shared by both PostgreSQL versions)
     identities = () if env.pop("_identities", None) else ("--no-identities",)
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -145,6 +145,8 @@ def migration_tables(report: MigrationReport, console: Console) -> None:
     console.print(spaces)
     where = f" under {os.path.dirname(os.path.dirname(report.identities[0]))}" if report.identities else ""
     console.print(f"identities: {len(report.identities)} file(s){where}")
+    if report.encrypted:
+        console.print("encrypted: yes (SQLCipher; each HNSW index inside its encrypted database)")
     console.print(
         f"verified: {'yes' if report.verified else 'no (--no-verify)'}; source {report.source}, "
         f"snapshot at WAL {report.snapshot.get('wal_lsn')}"
@@ -153,8 +155,6 @@ def migration_tables(report: MigrationReport, console: Console) -> None:
         figures = "; ".join(_search_figure(s) for s in check.searches) or "no sampled searches"
         tables = ", ".join(f"{t.table} checksum {t.workspace_checksum}" for t in check.tables)
         console.print(f"  {check.workspace_id}: {tables}; {figures}", markup=False, highlight=False)
-    for skipped in report.skipped:
-        console.print(f"SKIPPED {skipped.table} id={skipped.id}: {skipped.reason}")
     for row in report.skipped:
         console.print(f"skipped (bad row): {row.table} id {row.id}: {row.reason}")
     for note in report.notes:

@@ -71,12 +71,12 @@ from .workspace import (
     encryption_available,
     finish_placement,
     identity_document,
-    index_path_for,
     install_moves,
     make_private_dir,
     metadata_entries,
     remove_path,
     remove_tree,
+    store_for,
     write_private,
     write_private_temp,
 )
@@ -714,7 +714,7 @@ class _Migration:
             WorkspaceReport(
                 workspace_id=b.workspace_id,
                 database=str(b.target_db),
-                index=str(index_path_for(b.target_db)),
+                index=str(store_for(b.target_db, b.key is not None)),
                 documents=b.documents,
                 vectors=b.vectors,
                 dimension=self.source.info.dimension,
@@ -738,6 +738,7 @@ class _Migration:
             verified=self.options.verify,
             run_id=self.run_id,
             checks=tuple(self.verification),
+            encrypted=self.options.key is not None,
         )
 
 

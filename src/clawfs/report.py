@@ -52,6 +52,7 @@ class MigrationReport:
     verified: bool
     run_id: str = field(default="")
     checks: tuple[Any, ...] = ()  # clawfs.WorkspaceCheck of each workspace, when verified
+    encrypted: bool = False  # SQLCipher workspaces (migrate --encrypt), their indexes inside them
 
     def asdict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -6,6 +6,7 @@ from ._checksums import stored_row_hash
 from ._files import IndexFile, WorkspaceFiles
 from ._identity import identity_document
 from ._index import DEFAULT_DTYPE, DTYPES, HnswParams, IndexWorker
+from ._index_store import store_for
 from ._layout import (
     DB_NAME,
     Layout,
@@ -65,6 +66,7 @@ __all__ = [
     "remove_path",
     "remove_tree",
     "restore",
+    "store_for",
     "stored_row_hash",
     "usable",
     "write_private",
