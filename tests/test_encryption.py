@@ -314,3 +314,33 @@ def test_the_api_migrates_verifies_and_syncs_encrypted(pg: PgStore, root: Path) 
     with Workspace.open(root, "default", key=key) as ws:
         assert [h.document_id for h in ws.search("Narwhal")] == [2]
     assert plaintext_in(root, vectors) == []
+
+
+def test_sync_through_a_replication_slot_and_cutover_with_a_key(
+    pg: PgStore, root: Path, capsys: pytest.CaptureFixture[str], key_env: None
+) -> None:
+    vectors = fill(pg)
+    migrate_encrypted(capsys, pg, root)
+    base = ("--pg-url", pg.url, "--root", root)
+    try:
+        refused = run_cli(capsys, "sync", "setup", *base)  # the first comparison would write identity files
+        assert refused.code == EXIT_USAGE and "--no-identities" in refused.error
+        made = run_cli(capsys, "sync", "setup", "--no-identities", *base)
+        assert made.code == 0, made.stderr
+        pg.sql("UPDATE documents SET content = 'Axolotl through the slot' WHERE id = 9")
+        synced = run_cli(capsys, "sync", "--all-workspaces", "--no-identities", "--json", *base)
+        assert synced.code == 0, synced.stderr
+        assert synced.json()["method"] == "slot"
+        with Workspace.open(root, "default", key=Key(SECRET)) as ws:
+            assert [h.document_id for h in ws.search("Axolotl")] == [9]
+        done = run_cli(capsys, "cutover", "--all-workspaces", "--no-identities", *base)
+        assert done.code == 0, done.stdout + done.stderr
+        assert "Dropped replication slot" in done.stdout
+    finally:
+        for name, active in pg.sql(
+            "SELECT slot_name, active FROM pg_replication_slots WHERE database = %s", [pg.dbname]
+        ):
+            if not active:
+                pg.sql("SELECT pg_drop_replication_slot(%s)", [name])
+    assert plaintext_in(root, vectors) == []
+    assert not [name for name, data in files_under(root).items() if b"Axolotl" in data]

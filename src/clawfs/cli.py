@@ -431,15 +431,26 @@ def sync_command(
     metavar="NAME",
     help="Read this publication (made by the tables' owner) instead of creating one: then REPLICATION will do.",
 )
+@click.option("--no-identities", is_flag=True, help="Do not sync agent identity files in the first comparison.")
+@key_option
 @common_options
-def sync_setup_command(pg_url: str | None, publication: str | None, verbose: bool, as_json: bool, root: Path) -> None:
+def sync_setup_command(
+    pg_url: str | None,
+    publication: str | None,
+    no_identities: bool,
+    key: Key | None,
+    verbose: bool,
+    as_json: bool,
+    root: Path,
+) -> None:
     """Create a publication and a logical replication slot (pgoutput) for this root's sync.
 
     Needs wal_level = logical and a role with REPLICATION that owns the tables (or, with
     --publication, a publication their owner made: then REPLICATION and SELECT will do). The slot keeps WAL
     on the server until sync reads it: remove it with `clawfs sync teardown` when done."""
     setup_logging(verbose, None)
-    report = sync_setup(pg_url, root, publication=publication)
+    first = SyncOptions(all_workspaces=True, identities=not no_identities, key=key)
+    report = sync_setup(pg_url, root, first, publication=publication)
     if as_json:
         print(json.dumps(report.asdict(), indent=2, ensure_ascii=False, default=json_default))
         return
