@@ -185,6 +185,7 @@ def restore(
             raise WorkspaceError(f"the backup {backup_dir} lacks {name}")
         if path.stat().st_size != expected["bytes"] or file_sha256(path) != expected["sha256"]:
             raise WorkspaceError(f"the backup's {name} is not the file its manifest names: it is damaged")
+    connect(backup_dir / DB_NAME, key, read_only=True).close()  # an encrypted backup without its key: said here
     layout = Layout(root)
     target_dir = layout.workspace_dir(workspace_id)
     if target_dir.exists() and not replace:
