@@ -344,3 +344,37 @@ def test_sync_through_a_replication_slot_and_cutover_with_a_key(
                 pg.sql("SELECT pg_drop_replication_slot(%s)", [name])
     assert plaintext_in(root, vectors) == []
     assert not [name for name, data in files_under(root).items() if b"Axolotl" in data]
+
+
+def test_rekey_checks_every_workspace_before_changing_any(
+    pg: PgStore, root: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A root with a plain workspace beside an encrypted one: rekey --all-workspaces changes neither."""
+    fill(pg)
+    pg.add_documents([{"workspace_id": "plain", "content": "a plain workspace"}])
+    plain = run_cli(capsys, "migrate", "--pg-url", pg.url, "--workspace-id", "plain", "--root", root)
+    assert plain.code == 0, plain.stderr
+    monkeypatch.setenv("CLAWFS_KEY", SECRET)
+    encrypted = run_cli(
+        capsys,
+        "migrate",
+        "--pg-url",
+        pg.url,
+        "--workspace-id",
+        "default",
+        "--encrypt",
+        "--no-identities",
+        "--root",
+        root,
+    )
+    assert encrypted.code == 0, encrypted.stderr
+    monkeypatch.setenv("CLAWFS_NEW_KEY", OTHER)
+    refused = run_cli(capsys, "rekey", "--all-workspaces", "--root", root)
+    assert refused.code == EXIT_USAGE and "'plain'" in refused.error and "not encrypted" in refused.error
+    with Workspace.open(root, "default", key=Key(SECRET)) as ws:  # still the old key
+        assert ws.check() == []
+    monkeypatch.setenv("CLAWFS_KEY", OTHER)
+    wrong = run_cli(capsys, "rekey", "--workspace-id", "default", "--root", root)
+    assert wrong.code == EXIT_WORKSPACE and "does not open with this key" in wrong.error
+    missing_new = run_cli(capsys, "rekey", "--workspace-id", "default", "--root", root, "--new-key-file", root / "nope")
+    assert missing_new.code == EXIT_USAGE and "cannot read the key file" in missing_new.error

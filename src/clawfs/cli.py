@@ -50,7 +50,9 @@ from .workspace import (
     Key,
     Layout,
     Workspace,
+    WorkspaceFiles,
     backup,
+    is_encrypted,
     rekey,
     restore,
 )
@@ -546,7 +548,8 @@ def cutover_command(
         stdout.print(f"note: {note}")
     stdout.print("\nSwitch the application to ClawFS:")
     for workspace_id, database in report.workspaces:
-        stdout.print(f"  Workspace.open({str(root)!r}, {workspace_id!r})  # {database}")
+        given = ", key=Key(...)" if key is not None else ""
+        stdout.print(f"  Workspace.open({str(root)!r}, {workspace_id!r}{given})  # {database}")
     stdout.print(
         "migrate, verify and sync never wrote to PostgreSQL's tables: to go back, point the application at it again."
     )
@@ -750,9 +753,12 @@ def rekey_command(
     layout = Layout(root)
     chosen = sorted(workspaces_on_disk(layout)) if all_workspaces else list(dict.fromkeys(workspace_ids))
     paths = {ws: sqlite_path or layout.workspace_db(ws) for ws in chosen}
-    for ws, path in paths.items():
+    for ws, path in paths.items():  # all of them checked before any is changed
         if not path.is_file():
             raise WorkspaceError(f"no workspace {ws!r} at {path}")
+        if not is_encrypted(path):
+            raise UsageError(f"workspace {ws!r} ({path}) is not encrypted: there is no key to change")
+        WorkspaceFiles(path, key).close()  # the current key opens it
     done = []
     for ws, path in paths.items():
         started = time.perf_counter()
