@@ -135,17 +135,17 @@ def pg_url_option(f: F) -> F:
     )(f)
 
 
-def key_option(f: F) -> F:
-    """--key-file FILE, else $CLAWFS_KEY: the key of encrypted workspaces (never a command-line value)."""
+def key_file_option(flag: str, name: str, env: str, what: str) -> Callable[[F], F]:
+    """`flag FILE`, else $`env`: a key (never a command-line value), passed as `name` (a Key or None)."""
     return click.option(
-        "--key-file",
-        "key",
+        flag,
+        name,
         type=click.Path(path_type=Path, dir_okay=False),
         default=None,
         metavar="FILE",
-        callback=functools.partial(_read_key, KEY_ENV),
-        help=f"The encryption key of encrypted workspaces, read from FILE [default: ${KEY_ENV}].",
-    )(f)
+        callback=functools.partial(_read_key, env),
+        help=f"{what}, read from FILE [default: ${env}].",
+    )
 
 
 def _read_key(env: str, ctx: click.Context, param: click.Parameter, path: Path | None) -> Key | None:
@@ -161,6 +161,9 @@ def _read_key(env: str, ctx: click.Context, param: click.Parameter, path: Path |
         return None
     _key_secrets.append(key.secret_for_scrubbing())
     return key
+
+
+key_option = key_file_option("--key-file", "key", KEY_ENV, "The encryption key of encrypted workspaces")
 
 
 def selection_options(verb: str, all_help: str, sqlite_help: str | None = None) -> Callable[[F], F]:
@@ -723,15 +726,7 @@ def restore_command(backup_dir: Path, replace: bool, key: Key | None, verbose: b
 @cli.command("rekey")
 @selection_options("re-encrypt", "Every workspace of the root.", "This database file (one --workspace-id).")
 @key_option
-@click.option(
-    "--new-key-file",
-    "new_key",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    metavar="FILE",
-    callback=functools.partial(_read_key, NEW_KEY_ENV),
-    help=f"The new key, read from FILE [default: ${NEW_KEY_ENV}].",
-)
+@key_file_option("--new-key-file", "new_key", NEW_KEY_ENV, "The new key")
 @common_options
 def rekey_command(
     workspace_ids: tuple[str, ...],
