@@ -14,14 +14,18 @@ from __future__ import annotations
 import json
 import os
 import struct
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from clawfs import Key, MigrateOptions, SyncOptions, VerifyOptions, Workspace, migrate, sync, verify
 from clawfs.errors import EXIT_USAGE, EXIT_WORKSPACE
 from clawfs.workspace import KeyProblem, is_encrypted
+from clawfs.workspace._sqlite import RAW_KEY
 from cli_runner import files_under, run_cli
 from pgstore import PgStore
 
@@ -378,3 +382,41 @@ def test_rekey_checks_every_workspace_before_changing_any(
     assert wrong.code == EXIT_WORKSPACE and "does not open with this key" in wrong.error
     missing_new = run_cli(capsys, "rekey", "--workspace-id", "default", "--root", root, "--new-key-file", root / "nope")
     assert missing_new.code == EXIT_USAGE and "cannot read the key file" in missing_new.error
+
+
+@settings(max_examples=12, deadline=None)
+@given(passphrase=st.text(min_size=1, max_size=40).filter(lambda s: "\x00" not in s and not RAW_KEY.fullmatch(s)))
+def test_any_passphrase_opens_its_file_in_sqlcipher_itself(passphrase: str) -> None:
+    """The key clawfs derives from a passphrase is the one SQLCipher 4 derives: any text, any Unicode
+    (trailing spaces and quotes included), works both ways."""
+    from sqlcipher3 import dbapi2 as sqlcipher
+
+    from clawfs.workspace._sqlite import connect
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "w.db"
+        db = connect(path, Key(passphrase))
+        db.execute("CREATE TABLE t (x)")
+        db.execute("INSERT INTO t VALUES ('kept')")
+        db.commit()
+        db.close()
+        assert is_encrypted(path)
+        other = sqlcipher.connect(str(path))
+        other.execute("PRAGMA key = '" + passphrase.replace("'", "''") + "'")
+        assert other.execute("SELECT x FROM t").fetchall() == [("kept",)]
+        other.close()
+        with connect(path, Key(passphrase), read_only=True) as again:  # and clawfs' own derivation, again
+            assert again.execute("SELECT x FROM t").fetchall() == [("kept",)]
+
+
+def test_a_raw_key_is_64_hex_digits_and_anything_else_a_passphrase() -> None:
+    from clawfs.errors import UsageError
+
+    assert Key(RAW).pragma_value(b"\x01" * 16) == f"x'{RAW}'"
+    assert Key(RAW.upper()).pragma_value(b"\x01" * 16) == f"x'{RAW.upper().lower()}'"
+    assert len(Key(RAW).pragma_value(None)) == len("x''") + 64 + 32  # a new file: the salt given explicitly
+    derived = Key(RAW[:-1]).pragma_value(b"\x01" * 16)  # 63 digits: a passphrase
+    assert derived != f"x'{RAW[:-1]}'" and len(derived) == len("x''") + 64
+    for bad in ("", "a\x00b"):
+        with pytest.raises(UsageError):
+            Key(bad)
