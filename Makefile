@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-search bench-follow bench-hnsw clean
+.PHONY: demo test lint bench bench-search bench-follow bench-encryption bench-hnsw clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ bench-search: $(STAMP)
 
 bench-follow: $(STAMP)
 	$(BIN)/python benchmarks/follow.py
+
+bench-encryption: $(STAMP)
+	$(BIN)/python benchmarks/encryption.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
