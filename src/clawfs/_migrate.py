@@ -63,6 +63,7 @@ from .workspace import (
     HnswParams,
     IndexWorker,
     Key,
+    KeyProblem,
     Layout,
     Placement,
     WorkspaceBuilder,
@@ -72,6 +73,7 @@ from .workspace import (
     finish_placement,
     identity_document,
     install_moves,
+    is_encrypted,
     make_private_dir,
     metadata_entries,
     remove_path,
@@ -298,6 +300,7 @@ class _Migration:
         self.worker = IndexWorker()
         kept_builds = {ws: Path(path) for ws, path in (claimed or {}).get("builds", {}).items()}
         for ws, target in zip(self.workspaces, targets, strict=True):
+            kept = kept_builds.get(ws)
             build_dir = kept_builds.pop(ws, None) or (
                 self._run_dir() / encode_id(ws)
                 if self.options.sqlite_path is None
@@ -314,6 +317,11 @@ class _Migration:
                 key=self.options.key,
             )
             self.builders.append(builder)
+            if kept is not None and not builder.resumed:
+                self.notes.append(
+                    f"workspace {ws!r}: the interrupted run's build could not be used (damaged, or encrypted with "
+                    "another key, or not encrypted like this run): it was built anew"
+                )
             if builder.resumed:
                 self.notes.append(
                     f"workspace {ws!r}: {builder.documents} documents and {builder.vectors} vectors kept from "
@@ -421,6 +429,14 @@ class _Migration:
         for build in claimed["builds"].values():
             remove_tree(Path(build))  # empty by now, or never moved (a build directory is moved whole)
         remove_tree(self._run_dir())
+        unlike = [f"{w['database']} {problem}" for w in record["workspaces"] if (problem := self._unlike(w))]
+        if unlike:
+            error = WorkspaceError(
+                f"the interrupted run's verified workspaces are installed, but {'; '.join(unlike)}: open them as that "
+                "run was told (its key, or none), or migrate again with --replace"
+            )
+            self.audit.record("end", result="failed", error=str(error))
+            raise error
         seconds = time.perf_counter() - started
         report = MigrationReport(
             source=record["source"],
@@ -437,9 +453,22 @@ class _Migration:
             seconds=seconds,
             verified=record["verified"],
             run_id=self.run_id,
+            encrypted=bool(record.get("encrypted")),
         )
         self.audit.record("end", result="ok", seconds=round(seconds, 3), finished_interrupted_install=True)
         return report
+
+    def _unlike(self, workspace: dict[str, Any]) -> str:
+        """How an installed workspace is not what this run asks for ("" when it is): encrypted, and opening
+        with this run's key, or plain."""
+        database = Path(workspace["database"])
+        if is_encrypted(database) != (self.options.key is not None):
+            return "is encrypted" if self.options.key is None else "is not encrypted"
+        try:
+            WorkspaceFiles(database, self.options.key).close()
+        except KeyProblem:
+            return "does not open with this key"
+        return ""
 
     def _target_db(self, workspace_id: str) -> Path:
         if self.options.sqlite_path is not None:
@@ -461,11 +490,15 @@ class _Migration:
                 pid = entry.name.removeprefix(prefix).split("-", 1)[0]
                 if not entry.name.startswith(prefix) or not pid.isdigit() or entry == self._run_dir():
                     continue
-                record = _run_record(entry)
+                # a build beside a --sqlite-path target belongs to the run directory of the same run id
+                run_dir = entry if prefix == "run-" else self.layout.tmp_dir / f"run-{entry.name.removeprefix(prefix)}"
+                record = _run_record(run_dir)
                 if not _alive(int(pid)) or record.get("ended"):
                     selection = record.get("selection")
-                    if self.options.resume and isinstance(selection, dict) and selection != self._selection():
+                    other = isinstance(selection, dict) and selection != self._selection()
+                    if self.options.resume and other and not (run_dir / "install.json").exists():
                         continue  # another selection's interrupted run: its own --resume continues it
+                    # (one that was installing is finished whatever its selection: its old workspaces are set aside)
                     if (entry / "install.json").exists():  # verified and half renamed into place: finish that
                         finish_placement(entry / "install.json")
                         self.notes.append(f"finished installing the workspaces of an interrupted run ({entry.name})")
@@ -707,6 +740,7 @@ class _Migration:
             "identities": [str(p) for p, _ in self.identities],
             "hnsw": self.options.hnsw.metadata(),
             "verified": self.options.verify,
+            "encrypted": self.options.key is not None,
         }
 
     def _workspace_reports(self) -> tuple[WorkspaceReport, ...]:
