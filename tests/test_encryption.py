@@ -28,6 +28,7 @@ from clawfs.workspace import KeyProblem, is_encrypted
 from clawfs.workspace._sqlite import RAW_KEY
 from cli_runner import files_under, run_cli
 from pgstore import PgStore
+from test_encryption_resume import bf16  # (its plain migration shows these needles are found)
 
 SECRET = "correct horse Qx7 battery"  # a passphrase
 RAW = "8f" * 32  # a raw 256-bit key (64 hex digits)
@@ -68,8 +69,7 @@ def plaintext_in(root: Path, vectors: list[list[float]]) -> list[str]:
     for n, v in enumerate(vectors[:10]):
         float32 = struct.pack(f"<{DIMENSION}f", *v)
         needles[f"vector {n} (float32)"] = float32[:16]
-        bf16 = b"".join(struct.pack("<f", x)[2:] for x in v)  # the index's default scalar type
-        needles[f"vector {n} (bf16)"] = bf16[:12]
+        needles[f"vector {n} (bf16)"] = b"".join(map(bf16, v))[:12]  # as the index stores it by default
     found = []
     for name, data in files_under(root).items():
         found += [f"{what} in {name}" for what, needle in needles.items() if needle in data]
