@@ -19,9 +19,9 @@ from ._sync import SLOT_RECORD, SlotRecord, SyncOptions, SyncReport, read_slot_r
 from ._values import now_text, scrub, source_label, source_secrets
 from ._verify import workspaces_on_disk
 from .audit import AuditLog, run_id
-from .errors import UsageError, WorkspaceError
+from .errors import ClawfsError, UsageError, WorkspaceError
 from .source import create_slot, drop_slot
-from .workspace import Layout, remove_path
+from .workspace import Layout, WorkspaceFiles, remove_path
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,9 @@ def sync_setup(
     audit = AuditLog(layout.audit_log, run_id(), "sync setup", where)
     name = f"clawfs_{uuid.uuid4().hex[:12]}"
     on_disk = workspaces_on_disk(layout)
+    base = options or SyncOptions(all_workspaces=True)
+    for workspace_id in sorted(on_disk):  # an encrypted one without its key fails here, before any slot
+        WorkspaceFiles(layout.workspace_db(workspace_id), base.key).close()
     # the record first: killed after it, a slot it names but that was never made is noticed by the next sync
     # and cleared by teardown; killed before it, no slot was made. A slot nobody records cannot happen.
     record = SlotRecord(name, publication or name, where, now_text(), False, publication is None)
@@ -83,8 +86,14 @@ def sync_setup(
             )
         synced = None
         if on_disk:
-            base = options or SyncOptions(all_workspaces=True)
-            synced = sync(pg_url, root, SyncOptions(**{**vars(base), "workspaces": (), "all_workspaces": True}))
+            try:
+                synced = sync(pg_url, root, SyncOptions(**{**vars(base), "workspaces": (), "all_workspaces": True}))
+            except ClawfsError as e:
+                e.args = (
+                    f"{e} (the replication slot {name!r} stays and holds WAL: clawfs sync completes the set-up, "
+                    "clawfs sync teardown removes it)",
+                )
+                raise
     except BaseException as e:
         audit.record("end", result="failed", error=scrub(str(e), source_secrets(pg_url)))
         raise

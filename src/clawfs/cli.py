@@ -82,6 +82,9 @@ def common_options(f: F) -> F:
 PRIVATE_OPTIONS = ("text", "vector", "key", "new_key")
 KEY_ENV, NEW_KEY_ENV = "CLAWFS_KEY", "CLAWFS_NEW_KEY"
 _key_secrets: list[str] = []  # every key this process read: scrubbed from anything it prints
+# clawfs never writes a key into a message; scrubbing is a second line of defence. A short key (a word)
+# is left alone: its `***` in ordinary text ("no *** database") would give it away.
+SCRUBBED_KEY_LENGTH = 12
 
 
 def audited(f: F) -> F:
@@ -156,10 +159,11 @@ def _read_key(env: str, ctx: click.Context, param: click.Parameter, path: Path |
             if path.stat().st_mode & 0o077:
                 print(f"clawfs: warning: other users may read the key file {path}: chmod 600 it", file=sys.stderr)
     elif secret := os.environ.get(env):
-        key = Key(secret)
+        key = Key(secret, f"the key in ${env}")
     else:
         return None
-    _key_secrets.append(key.secret_for_scrubbing())
+    if len(key.secret_for_scrubbing()) >= SCRUBBED_KEY_LENGTH:
+        _key_secrets.append(key.secret_for_scrubbing())
     return key
 
 
@@ -826,7 +830,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except click.exceptions.Exit as e:
         code = e.exit_code
     except click.UsageError as e:
-        hint = f" (see: clawfs {e.ctx.info_name} --help)" if e.ctx is not None and e.ctx.parent is not None else ""
+        hint = f" (see: {e.ctx.command_path} --help)" if e.ctx is not None and e.ctx.parent is not None else ""
         print(f"clawfs: error: {e.format_message()}{hint}", file=sys.stderr)
         code = e.exit_code
     except click.ClickException as e:

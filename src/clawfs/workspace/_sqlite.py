@@ -54,25 +54,31 @@ class Key:
 
     __slots__ = ("_derived", "_raw", "_secret")
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, origin: str = "the encryption key") -> None:
+        """`origin` names the key in errors (say, "the key in $CLAWFS_KEY")."""
         if not secret:
-            raise UsageError("the encryption key is empty")
+            raise UsageError(f"{origin} is empty")
         if "\x00" in secret:
-            raise UsageError("the encryption key has a NUL character")
+            raise UsageError(f"{origin} has a NUL character")
         self._secret = secret
         self._raw = bytes.fromhex(secret) if RAW_KEY.fullmatch(secret) else None
         self._derived: dict[bytes, bytes] = {}
 
     @classmethod
     def from_file(cls, path: Path) -> Key:
-        """The file's text without its final line break (what `echo secret > FILE` writes)."""
+        """The file's text without its final line break (what `echo secret > FILE` writes). Errors are
+        raised outside the `except` blocks: a decoding error holds the file's bytes, and must not stay
+        attached to ours as its context."""
+        problem = ""
         try:
             text = path.read_bytes().decode("utf-8")
         except UnicodeDecodeError:
-            raise UsageError(f"the key file {path} is not UTF-8 text") from None
+            problem = f"the key file {path} is not UTF-8 text"
         except OSError as e:
-            raise UsageError(f"cannot read the key file {path}: {e.strerror or e}") from None
-        return cls(text.removesuffix("\n").removesuffix("\r"))
+            problem = f"cannot read the key file {path}: {e.strerror or type(e).__name__}"
+        if problem:
+            raise UsageError(problem)
+        return cls(text.removesuffix("\n").removesuffix("\r"), f"the key in {path}")
 
     def __repr__(self) -> str:
         return "Key(<hidden>)"
