@@ -403,10 +403,11 @@ def test_no_key_in_any_output_or_file_whatever_the_command_and_its_outcome(
         fails(EXIT_USAGE, "sync", "setup", "--pg-url", url)  # a key needs --no-identities
         fails(EXIT_SOURCE, "sync", "setup", "--pg-url", unreachable, "--no-identities")
         setup = ("sync", "setup", "--pg-url", url, "--no-identities")
-        for which in (other, None):  # the slot is made, the first comparison fails: teardown drops it
+        for which in (other, None):  # refused before any slot is made: the workspaces do not open
             for verbose in verbosities:
                 s.run(EXIT_WORKSPACE, *setup, *s.give(which, given_by), *verbose)
-                s.run(0, "sync", "teardown", "--pg-url", url)  # takes no key: records none
+                assert pg.sql("SELECT count(*) FROM pg_replication_slots WHERE database = %s", [pg.dbname]) == [(0,)]
+        s.run(EXIT_USAGE, "sync", "teardown", "--pg-url", url)  # nothing to drop; takes no key: records none
         ok(*setup)
         pg.sql("UPDATE documents SET content = 'note ocelot basalt' WHERE id = 3")
         through_slot = ok("sync", "--pg-url", url, *everything, output=("--json",))
@@ -598,8 +599,8 @@ def test_a_key_file_others_may_read_gets_one_warning_line_with_its_path_only(
 
 BAD_KEY_FILES: dict[str, tuple[bytes | None, str]] = {  # content (None: no file) -> the error it gives
     "missing": (None, "cannot read the key file"),
-    "empty": (b"", "the encryption key is empty"),
-    "a line break only": (b"\n", "the encryption key is empty"),
+    "empty": (b"", "bad.key is empty"),
+    "a line break only": (b"\n", "bad.key is empty"),
     "not UTF-8": (b"\xff\xfe" + PASSPHRASE.encode() + b"\n", "is not UTF-8 text"),
     "a NUL character": (PASSPHRASE.encode() + b"\x00" + RAW.encode() + b"\n", "has a NUL character"),
 }
