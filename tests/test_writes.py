@@ -783,7 +783,7 @@ def test_a_failure_between_the_index_rename_and_its_stamp_is_repaired(
     with Workspace.open(live, WS) as ws:
         for op in planner.ops:
             apply(ws, op)
-        monkeypatch.setattr("clawfs.workspace._live_index.fsync_path", fsync_fails_on_directories)
+        monkeypatch.setattr("clawfs.workspace._index_store.fsync_path", fsync_fails_on_directories)
         with pytest.raises(OSError, match="injected"):
             ws.save_index()
         monkeypatch.undo()
@@ -1293,8 +1293,8 @@ def test_a_handle_opened_while_another_saves_sees_every_vector(live: Path, monke
     open_file = _live_index.LiveIndex._open_file
     fired: list[bool] = []
 
-    def b_saves_meanwhile(self: Any, stamp: Any) -> Any:
-        found = open_file(self, stamp)
+    def b_saves_meanwhile(self: Any, stamp: Any, db: Any) -> Any:
+        found = open_file(self, stamp, db)
         if not fired:
             fired.append(True)
             for n, v in enumerate(vectors):
