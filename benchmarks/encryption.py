@@ -34,14 +34,12 @@ Prints a table with the ratios encrypted / plain and writes benchmarks/results/e
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,7 +52,7 @@ import numpy as np
 import numpy.typing as npt
 import psutil
 import psycopg
-from migrate import ensure_store, with_database  # benchmarks/migrate.py: the same server and stores
+from migrate import ensure_store, in_child, with_database  # benchmarks/migrate.py: the same server and stores
 from search import percentiles, read_files, text_queries, vector_queries  # benchmarks/search.py
 
 import clawfs
@@ -135,24 +133,13 @@ def store(server: str, documents: int, dimension: int) -> str:
 
 
 def migrate_in_child(url: str, root: Path, encrypted: bool) -> dict[str, Any]:
-    """Migrate (and verify) into `root` in a child process, its peak resident memory sampled every 20 ms
-    (as benchmarks/migrate.py does); the root is kept."""
+    """Migrate (and verify) into `root` in a child process, its peak memory sampled as benchmarks/migrate.py
+    does; the root is kept."""
     env = {k: v for k, v in os.environ.items() if k != KEY_ENV}
     if encrypted:
         env[KEY_ENV] = PASSPHRASE  # not on the command line
-    child = subprocess.Popen([sys.executable, "-c", CHILD, url, str(root)], stdout=subprocess.PIPE, text=True, env=env)
-    process = psutil.Process(child.pid)
-    peak = 0
-    while child.poll() is None:
-        with contextlib.suppress(psutil.Error):
-            peak = max(peak, process.memory_info().rss)
-        time.sleep(0.02)
-    out = child.stdout.read() if child.stdout else ""
-    if child.returncode != 0:
-        raise SystemExit(f"the {'encrypted' if encrypted else 'plain'} migration failed (exit {child.returncode})")
-    result: dict[str, Any] = json.loads(out)
-    result["peak_rss_mb"] = peak / 1e6
-    return result
+    what = f"{'encrypted' if encrypted else 'plain'} migration"
+    return in_child([sys.executable, "-c", CHILD, url, str(root)], what, env)
 
 
 def step_seconds(run: dict[str, Any], name: str) -> float:

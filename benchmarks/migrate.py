@@ -110,20 +110,24 @@ def ensure_store(server_url: str, name: str, documents: int) -> str:
 
 
 def migrate_in_child(url: str, verify: bool = True) -> dict[str, Any]:
-    """Migrate in a child process; its peak resident memory is sampled from outside every 20 ms
-    (ru_maxrss would not do: Linux carries the parent's high-water mark across fork and exec)."""
+    """Migrate in a child process (see `in_child`)."""
     with tempfile.TemporaryDirectory(prefix="clawfs-bench-") as root:
-        args = [sys.executable, "-c", CHILD, url, root, "verify" if verify else "no-verify"]
-        child = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
-        process = psutil.Process(child.pid)
-        peak = 0
-        while child.poll() is None:
-            with contextlib.suppress(psutil.Error):
-                peak = max(peak, process.memory_info().rss)
-            time.sleep(0.02)
-        out = child.stdout.read() if child.stdout else ""
-        if child.returncode != 0:
-            raise SystemExit(f"migration failed with exit code {child.returncode}")
+        return in_child([sys.executable, "-c", CHILD, url, root, "verify" if verify else "no-verify"], "migration")
+
+
+def in_child(args: list[str], what: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run a child that prints one JSON object; add its peak resident memory, sampled from outside every
+    20 ms (ru_maxrss would not do: Linux carries the parent's high-water mark across fork and exec)."""
+    child = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env)
+    process = psutil.Process(child.pid)
+    peak = 0
+    while child.poll() is None:
+        with contextlib.suppress(psutil.Error):
+            peak = max(peak, process.memory_info().rss)
+        time.sleep(0.02)
+    out = child.stdout.read() if child.stdout else ""
+    if child.returncode != 0:
+        raise SystemExit(f"the {what} failed with exit code {child.returncode}")
     result: dict[str, Any] = json.loads(out)
     result["peak_rss_mb"] = peak / 1e6
     return result
