@@ -31,7 +31,6 @@ The kill points, the driver and the pictures of plain workspaces are test_resume
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import struct
 from collections.abc import Iterator
@@ -41,21 +40,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-from usearch.index import Index
 
 from clawfs import Key, Workspace, migrate
 from clawfs.errors import EXIT_WORKSPACE
 from clawfs.workspace import KeyProblem, index_path_for, is_encrypted
-from clawfs.workspace._sqlite import connect
 from cli_runner import build_leftovers, files_under, installed, last_run, run_cli
 from conftest import fresh_store
 from pgstore import PgStore
 from test_resume import (
     DRIVER,
     FINISHED_INSTALL_NOTE,
-    FTS_QUERIES,
     KILL_POINTS,
-    MOMENT_KEYS,
     NOTHING_TO_RESUME_NOTE,
     PLACEMENT,
     RESUMED_NOTE,
@@ -165,43 +160,10 @@ def encrypted_args(pg_url: str, root: Path, *selection: str) -> list[str]:
 
 
 def encrypted_workspace_picture(db_path: Path, key: Key = KEY) -> dict[str, Any]:
-    """test_resume's `workspace_picture` of an encrypted workspace: the same parts, read with the key; the
-    index is the one stored in the database under the stamp that names it, and there is no index file."""
+    """test_resume's `workspace_picture` of an encrypted workspace, which has no index file."""
     assert is_encrypted(db_path), f"{db_path} is not encrypted"
     assert not index_path_for(db_path).exists(), f"an index file beside the encrypted {db_path}"
-    db = connect(db_path, key, read_only=True)
-    try:
-        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY 1")]
-        documents = db.execute("SELECT * FROM document_store ORDER BY id").fetchall()
-        vectors = db.execute("SELECT * FROM vectors ORDER BY id").fetchall()
-        metadata = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM metadata")}
-        fts = {
-            q: db.execute("SELECT rowid FROM documents WHERE documents MATCH ? ORDER BY rank, rowid", (q,)).fetchall()
-            for q in FTS_QUERIES
-        }
-        fts_size = db.execute("SELECT count(*) FROM documents").fetchone()[0]
-        data = b"".join(bytes(r[0]) for r in db.execute(f"SELECT data FROM {INDEX_TABLE} ORDER BY chunk"))
-    finally:
-        db.close()
-    for key_name in MOMENT_KEYS:
-        assert metadata.pop(key_name), f"{db_path}: metadata {key_name} is missing"
-    stamp = metadata.pop("hnsw_index")
-    assert stamp["location"] == "database", stamp
-    assert (len(data), hashlib.sha256(data).hexdigest()) == (stamp["bytes"], stamp["sha256"]), db_path
-    index = Index.restore(data)
-    assert index is not None, f"usearch cannot read the index stored in {db_path}"
-    keys = sorted(int(k) for k in np.asarray(index.keys))
-    assert keys == [v[0] for v in vectors], f"{db_path}: the HNSW index does not hold exactly the vector ids"
-    return {
-        "tables": tables,
-        "document_store": documents,
-        "vectors": vectors,
-        "metadata": metadata,
-        "fts": fts,
-        "fts_size": fts_size,
-        "index_keys": keys,
-        "index_stamp_vectors": stamp["vectors"],
-    }
+    return workspace_picture(db_path, index_path_for(db_path), key)
 
 
 def encrypted_picture(root: Path, key: Key = KEY) -> dict[str, Any]:

@@ -13,6 +13,7 @@ replaces one function by a wrapper sending SIGKILL to its own process at the Nth
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -29,9 +30,11 @@ import psycopg
 import pytest
 from usearch.index import Index
 
-from clawfs import MigrateOptions, MigrationReport, Workspace, migrate
+from clawfs import Key, MigrateOptions, MigrationReport, Workspace, migrate
 from clawfs.workspace import WorkspaceBuilder
 from clawfs.workspace._index import file_sha256
+from clawfs.workspace._index_store import DATA_TABLE
+from clawfs.workspace._sqlite import connect
 from cli_runner import audit_lines, build_leftovers, files_under, installed, last_run, run_cli
 from conftest import PG_VERSIONS, fresh_store
 from pgstore import PgStore
@@ -245,9 +248,10 @@ def fresh_picture(pg: PgStore, root: Path) -> dict[str, Any]:
 # -- what a reader sees ----------------------------------------------------------------------------------
 
 
-def workspace_picture(db_path: Path, index_path: Path) -> dict[str, Any]:
-    """Everything of one workspace that must not depend on whether its migration was interrupted."""
-    db = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
+def workspace_picture(db_path: Path, index_path: Path, key: Key | None = None) -> dict[str, Any]:
+    """Everything of one workspace that must not depend on whether its migration was interrupted (an
+    encrypted one read with `key`: its index is the one stored inside it)."""
+    db = connect(db_path, key, read_only=True)
     try:
         tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY 1")]
         documents = db.execute("SELECT * FROM document_store ORDER BY id").fetchall()
@@ -258,17 +262,26 @@ def workspace_picture(db_path: Path, index_path: Path) -> dict[str, Any]:
             for q in FTS_QUERIES
         }
         fts_size = db.execute("SELECT count(*) FROM documents").fetchone()[0]
+        stored = (
+            b"".join(bytes(r[0]) for r in db.execute(f"SELECT data FROM {DATA_TABLE} ORDER BY chunk")) if key else b""
+        )
     finally:
         db.close()
-    for key in MOMENT_KEYS:
-        assert metadata.pop(key), f"{db_path}: metadata {key} is missing"
+    for name in MOMENT_KEYS:
+        assert metadata.pop(name), f"{db_path}: metadata {name} is missing"
     stamp = metadata.pop("hnsw_index")
-    # the index file is the one its stamp names (else a reader would rebuild it, or refuse it)
-    assert (index_path.stat().st_size, file_sha256(index_path)) == (stamp["bytes"], stamp["sha256"]), index_path
-    index = Index.restore(str(index_path), view=True)
-    assert index is not None, f"usearch cannot read {index_path}"
+    # the index is the one its stamp names (else a reader would rebuild it, or refuse it)
+    if key is None:
+        assert stamp.get("location", "file") == "file", stamp
+        assert (index_path.stat().st_size, file_sha256(index_path)) == (stamp["bytes"], stamp["sha256"]), index_path
+        index = Index.restore(str(index_path), view=True)
+    else:
+        assert stamp["location"] == "database", stamp
+        assert (len(stored), hashlib.sha256(stored).hexdigest()) == (stamp["bytes"], stamp["sha256"]), db_path
+        index = Index.restore(stored)
+    assert index is not None, f"usearch cannot read the index of {db_path}"
     keys = sorted(int(k) for k in np.asarray(index.keys))
-    assert keys == [v[0] for v in vectors], f"{index_path}: the HNSW index does not hold exactly the vector ids"
+    assert keys == [v[0] for v in vectors], f"{db_path}: the HNSW index does not hold exactly the vector ids"
     return {
         "tables": tables,
         "document_store": documents,
