@@ -674,9 +674,9 @@ def test_python_api_options_reports_workspaces_and_errors_never_hold_a_key(pg: P
             call()
         link: BaseException | None = raised.value
         depth = 0
-        while link is not None and depth < 10:  # the chain as Python prints it (traceback, logging.exception)
+        while link is not None and depth < 10:  # the whole chain, also what `from None` hides from printing
             keep(f"{what} error {depth} {type(link).__name__}", link)
-            link = link.__cause__ or (None if link.__suppress_context__ else link.__context__)
+            link = link.__cause__ or link.__context__
             depth += 1
         return raised.value
 
