@@ -116,6 +116,9 @@ class SourceInfo:
 
 
 def _one_line(error: BaseException, secrets: Sequence[str | None]) -> str:
+    """A psycopg error as one line without the password. The SourceError made of it is raised outside
+    the `except` block: raised inside, the psycopg error would stay attached as its `__context__` (hidden
+    from printing by `from None`, not from code), and that error's `pgconn` holds the password."""
     text = " ".join(str(error).split())
     text = re.sub(r"^connection failed:\s*", "", text)
     return scrub(text, secrets) or type(error).__name__
@@ -129,10 +132,13 @@ class Source:
         self.url = url or ""
         self._secrets = [url_password(self.url)]
         self.redacted_url = source_label(self.url)
+        failure = None
         try:
             self.conn = psycopg.connect(self.url, application_name="clawfs", connect_timeout=15)
         except psycopg.Error as e:
-            raise SourceError(f"cannot connect to PostgreSQL: {_one_line(e, self._secrets)}") from None
+            failure = SourceError(f"cannot connect to PostgreSQL: {_one_line(e, self._secrets)}")
+        if failure is not None:  # raised outside `except`: see `_one_line`
+            raise failure
         try:
             self.conn.read_only = True
             self.conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
@@ -185,7 +191,8 @@ class Source:
                 cur.execute(query, params)
                 return cur.fetchall()
         except psycopg.Error as e:
-            raise self._error("PostgreSQL refused a query", e) from None
+            failure = self._error("PostgreSQL refused a query", e)
+        raise failure
 
     # -- schema ---------------------------------------------------------------------------
 
@@ -308,6 +315,7 @@ class Source:
             "COPY (SELECT id::int8, workspace_id, content, metadata::text, created_at::timestamptz"
             " FROM documents WHERE workspace_id = ANY({}){}) TO STDOUT (FORMAT BINARY)"
         ).format(sql.Literal(list(workspaces)), _only(ids, "id"))
+        failure = None
         try:
             with self.conn.cursor(binary=True) as cur, cur.copy(query) as copy:
                 copy.set_types(["int8", "text", "text", "text", "timestamptz"])
@@ -317,7 +325,9 @@ class Source:
                         continue
                     yield row
         except psycopg.Error as e:
-            raise self._error("reading documents failed", e) from None
+            failure = self._error("reading documents failed", e)
+        if failure is not None:
+            raise failure
 
     def documents_without_workspace(self) -> list[int]:
         return [r[0] for r in self._query("SELECT id::int8 FROM documents WHERE workspace_id IS NULL ORDER BY 1")]
@@ -368,13 +378,16 @@ class Source:
             orphan_reason=orphan_reason,
         )
         self.vector_bytes_read = 0
+        failure = None
         try:
             with self.conn.cursor() as cur, cur.copy(query) as copy:
                 yield from decoder.decode(copy)
         except psycopg.Error as e:
-            raise self._error("reading vectors failed", e) from None
+            failure = self._error("reading vectors failed", e)
         finally:
             self.vector_bytes_read = decoder.bytes_read
+        if failure is not None:
+            raise failure
 
     def read_metadata(self) -> list[tuple[str, str]]:
         if "metadata" not in self.tables:
@@ -555,8 +568,9 @@ def make_database_read_only(url: str | None) -> ReadOnlySwitch:
             ).fetchone()
             return ReadOnlySwitch(database, int(row[0]) if row else 0)
     except psycopg.errors.InsufficientPrivilege as e:
-        raise SourceError(
+        failure = SourceError(
             f"cannot make the database read-only: {_one_line(e, secrets)} (it takes the database owner or a superuser)"
-        ) from None
+        )
     except psycopg.Error as e:
-        raise SourceError(f"cannot make the database read-only: {_one_line(e, secrets)}") from None
+        failure = SourceError(f"cannot make the database read-only: {_one_line(e, secrets)}")
+    raise failure

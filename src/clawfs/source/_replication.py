@@ -108,15 +108,16 @@ class ReplicationSlot:
         try:
             return self.conn.execute(query, params).fetchall()
         except psycopg.errors.InsufficientPrivilege as e:
-            raise SourceError(
+            failure = SourceError(
                 f"cannot use replication slot {self.slot!r}: {_one_line(e, self._secrets)} (it takes a role with"
                 " REPLICATION; without the slot, sync compares: clawfs sync teardown by a role that may drop it)"
-            ) from None
+            )
         except psycopg.Error as e:
             lost = isinstance(e, psycopg.OperationalError) and self.conn.broken
-            raise SourceError(
+            failure = SourceError(
                 f"replication slot {self.slot!r}: {_one_line(e, self._secrets)}", connection_lost=lost
-            ) from None
+            )
+        raise failure  # outside `except`: see `_one_line`
 
 
 def create_slot(url: str | None, name: str, publication: str | None = None) -> tuple[list[str], int]:
@@ -135,6 +136,7 @@ def create_slot(url: str | None, name: str, publication: str | None = None) -> t
             tables = _published(conn, publication)
         else:
             tables = _existing(conn)
+            failure = None
             try:
                 conn.execute(
                     sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(
@@ -142,10 +144,13 @@ def create_slot(url: str | None, name: str, publication: str | None = None) -> t
                     )
                 )
             except psycopg.Error as e:
-                raise SourceError(
+                failure = SourceError(
                     f"cannot create publication {name!r}: {_one_line(e, secrets)} (it takes CREATE on the database"
                     " and ownership of the tables; or let their owner create one and give it with --publication)"
-                ) from None
+                )
+            if failure is not None:
+                raise failure
+        failure = None
         try:
             row = conn.execute(
                 "SELECT pg_wal_lsn_diff(lsn, '0/0')::int8 FROM pg_create_logical_replication_slot(%s, 'pgoutput')",
@@ -162,7 +167,9 @@ def create_slot(url: str | None, name: str, publication: str | None = None) -> t
                 if isinstance(e, psycopg.errors.ConfigurationLimitExceeded)
                 else ""
             )
-            raise SourceError(f"cannot create replication slot {name!r}: {_one_line(e, secrets)}{hint}") from None
+            failure = SourceError(f"cannot create replication slot {name!r}: {_one_line(e, secrets)}{hint}")
+        if failure is not None:
+            raise failure
         assert row is not None
         return tables, int(row[0])
 
@@ -205,11 +212,12 @@ def drop_slot(url: str | None, slot: str, publication: str | None) -> tuple[bool
             conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(publication)))
             return had_slot, had_publication
     except psycopg.errors.ObjectInUse as e:
-        raise SourceError(
+        failure = SourceError(
             f"cannot drop replication slot {slot!r}: {_one_line(e, secrets)} (stop sync --follow first)"
-        ) from None
+        )
     except psycopg.Error as e:
-        raise SourceError(f"cannot drop replication slot {slot!r}: {_one_line(e, secrets)}") from None
+        failure = SourceError(f"cannot drop replication slot {slot!r}: {_one_line(e, secrets)}")
+    raise failure
 
 
 def _existing(conn: psycopg.Connection[tuple[Any, ...]]) -> list[str]:
@@ -222,10 +230,13 @@ def _existing(conn: psycopg.Connection[tuple[Any, ...]]) -> list[str]:
 
 
 def _connect(url: str | None, secrets: list[str | None]) -> psycopg.Connection[tuple[Any, ...]]:
+    failure = None
     try:
         conn = psycopg.connect(url or "", application_name="clawfs", connect_timeout=15, autocommit=True)
     except psycopg.Error as e:
-        raise SourceError(f"cannot connect to PostgreSQL: {_one_line(e, secrets)}") from None
+        failure = SourceError(f"cannot connect to PostgreSQL: {_one_line(e, secrets)}")
+    if failure is not None:
+        raise failure
     with contextlib.suppress(psycopg.Error):
         conn.execute("SET default_transaction_read_only = off")  # after `cutover --make-source-read-only`
     return conn
