@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +71,21 @@ class PgStore:
         with psycopg.connect(self.url, autocommit=True) as conn, conn.cursor() as cur:
             cur.execute(query, params)  # type: ignore[arg-type]
             return cur.fetchall() if cur.description else []
+
+    def drop_slots(self) -> None:
+        """Drop the replication slots made on this database (it cannot be dropped with one), waiting for a
+        reader that is still ending."""
+        deadline = time.monotonic() + 30
+        while True:
+            slots = self.sql("SELECT slot_name, active FROM pg_replication_slots WHERE database = %s", [self.dbname])
+            if not slots:
+                return
+            for name, active in slots:
+                if not active:
+                    with contextlib.suppress(psycopg.errors.ObjectInUse):  # became active meanwhile
+                        self.sql("SELECT pg_drop_replication_slot(%s)", [name])
+            assert time.monotonic() < deadline, f"replication slots still in use: {slots}"
+            time.sleep(0.05)
 
     def create_schema(self, dimension: int | None = 3, vector_type: str = "vector", foreign_key: bool = True) -> None:
         self.sql(schema_sql(dimension, vector_type, foreign_key))

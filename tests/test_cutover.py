@@ -106,8 +106,7 @@ def test_cutover_reads_the_replication_slot_then_drops_it(
             assert [h.document_id for h in ws.search("kestrel")] == [new]
     finally:
         pg.sql(f'BEGIN READ WRITE; ALTER DATABASE "{pg.dbname}" RESET default_transaction_read_only; COMMIT')
-        for (name,) in pg.sql("SELECT slot_name FROM pg_replication_slots WHERE database = %s", [pg.dbname]):
-            pg.sql("SELECT pg_drop_replication_slot(%s)", [name])
+        pg.drop_slots()
 
 
 def test_cutover_with_a_slot_but_only_some_workspaces_keeps_the_slot(pg: PgStore, root: Path) -> None:

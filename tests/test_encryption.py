@@ -341,11 +341,7 @@ def test_sync_through_a_replication_slot_and_cutover_with_a_key(
         assert done.code == 0, done.stdout + done.stderr
         assert "Dropped replication slot" in done.stdout
     finally:
-        for name, active in pg.sql(
-            "SELECT slot_name, active FROM pg_replication_slots WHERE database = %s", [pg.dbname]
-        ):
-            if not active:
-                pg.sql("SELECT pg_drop_replication_slot(%s)", [name])
+        pg.drop_slots()
     assert plaintext_in(root, vectors) == []
     assert not [name for name, data in files_under(root).items() if b"Axolotl" in data]
 

@@ -38,8 +38,7 @@ def store(pg: PgStore) -> Iterator[PgStore]:
     try:
         yield pg
     finally:
-        for (slot,) in pg.sql("SELECT slot_name FROM pg_replication_slots WHERE database = %s", [pg.dbname]):
-            pg.sql("SELECT pg_drop_replication_slot(%s)", [slot])
+        pg.drop_slots()
 
 
 def test_select_alone_migrates_verifies_and_syncs_by_comparison(store: PgStore, root: Path) -> None:

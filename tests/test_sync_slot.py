@@ -11,7 +11,6 @@ Every test that makes a slot drops it (the `store` fixture): a database with a s
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 import time
@@ -59,29 +58,13 @@ SECRET_MARK = "s3cr3t"
 # -- the slot, seen from PostgreSQL ------------------------------------------------------------------------------
 
 
-def drop_every_slot(pg: PgStore) -> None:
-    """Drop the slots made on the test database (waiting for a reader that is still ending)."""
-    deadline = time.monotonic() + 30
-    while True:
-        slots = pg.sql("SELECT slot_name, active FROM pg_replication_slots WHERE database = %s ORDER BY 1", [pg.dbname])
-        if not slots:
-            return
-        for name, active in slots:
-            if not active:
-                with contextlib.suppress(psycopg.errors.ObjectInUse):  # became active meanwhile
-                    pg.sql("SELECT pg_drop_replication_slot(%s)", [name])
-        if time.monotonic() > deadline:
-            raise AssertionError(f"slots still in use: {slots}")
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def store(pg: PgStore) -> Iterator[PgStore]:
     """`pg`, with every replication slot made on it dropped afterwards."""
     try:
         yield pg
     finally:
-        drop_every_slot(pg)
+        pg.drop_slots()
 
 
 def slots(pg: PgStore) -> list[str]:
