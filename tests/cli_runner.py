@@ -4,6 +4,7 @@ fill a small IronClaw store, and read back everything a run left behind (files, 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -11,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from clawfs.cli import main
+from clawfs.errors import ClawfsError
 from pgstore import PgStore
 
 ERROR_PREFIX = "clawfs: error:"
@@ -184,3 +186,39 @@ def ctrl_c_interrupts() -> None:
     """For a child that a test stops with SIGINT: a test run started in the background (`cmd &` in a
     script) ignores SIGINT, and children inherit that; Python then never turns SIGINT into Ctrl-C."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+class ApiTexts:
+    """Every text a library caller could print or log of what the Python API hands back: `keep` records
+    the str, repr, formats, JSON and attributes of a value; `error` does it for the whole chain of the error
+    a call raises (causes and contexts, also what `from None` hides from printing, and each clawfs
+    error's own fields, such as StepFailed.cause)."""
+
+    def __init__(self) -> None:
+        self.texts: dict[str, str] = {}
+
+    def keep(self, what: str, value: Any) -> Any:
+        self.texts[f"str({what})"] = str(value)
+        self.texts[f"repr({what})"] = repr(value)
+        self.texts[f"format({what})"] = f"{value} {value!r} {value!s} {value!a}"
+        if hasattr(value, "asdict"):
+            self.texts[f"json({what})"] = json.dumps(value.asdict(), default=str, ensure_ascii=False)
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            self.texts[f"json({what})"] = json.dumps(dataclasses.asdict(value), default=str, ensure_ascii=False)
+        if hasattr(value, "__dict__"):
+            self.texts[f"vars({what})"] = repr(vars(value))
+        return value
+
+    def error(self, what: str, call: Callable[[], object]) -> BaseException:
+        with pytest.raises(ClawfsError) as raised:
+            call()
+        link: BaseException | None = raised.value
+        depth = 0
+        while link is not None and depth < 10:
+            self.keep(f"{what} error {depth} {type(link).__name__}", link)
+            if isinstance(link, ClawfsError):
+                for name, value in vars(link).items():
+                    self.keep(f"{what} error {depth}.{name}", value)
+            link = link.__cause__ or link.__context__
+            depth += 1
+        return raised.value

@@ -23,14 +23,12 @@ real PostgreSQL:
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import json
 import os
 import re
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -40,7 +38,6 @@ import pytest
 import clawfs._migrate
 import clawfs._sync
 from clawfs import (
-    ClawfsError,
     CutoverOptions,
     Key,
     MigrateOptions,
@@ -58,7 +55,7 @@ from clawfs import (
 )
 from clawfs.errors import EXIT_SOURCE, EXIT_USAGE, EXIT_VERIFICATION, EXIT_WORKSPACE
 from clawfs.workspace import KeyProblem, is_encrypted, rekey
-from cli_runner import Result, files_under, fill_store, run_cli, run_process
+from cli_runner import ApiTexts, Result, files_under, fill_store, run_cli, run_process
 from pgstore import PgStore
 
 # Distinctive secrets: no id, path, time, hash or message of clawfs holds their marks or hex runs.
@@ -287,11 +284,6 @@ def unreachable_url(pg: PgStore) -> str:
     return f"postgresql://nobody@127.0.0.1:1/{pg.dbname}?connect_timeout=5"
 
 
-def drop_slots(pg: PgStore) -> None:
-    """The test database cannot be dropped while a replication slot is on it."""
-    pg.sql("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = %s", [pg.dbname])
-
-
 def interrupt_follow_after(monkeypatch: pytest.MonkeyPatch, rounds: int) -> list[Any]:
     """Make `sync --follow` get Ctrl-C as it starts round `rounds` + 1 (the rounds before are real syncs);
     the reports of the rounds it ran."""
@@ -421,7 +413,7 @@ def test_no_key_in_any_output_or_file_whatever_the_command_and_its_outcome(
         done = ok("cutover", "--pg-url", url, *everything, "--sample", "5")
         assert "Dropped replication slot" in done.stdout
     finally:
-        drop_slots(pg)
+        pg.drop_slots()
     ok("cutover", "--pg-url", url, *everything, "--sample", "5", output=("--json",))
 
     # search and index rebuild
@@ -655,30 +647,8 @@ def test_python_api_options_reports_workspaces_and_errors_never_hold_a_key(pg: P
     secrets = Secrets(PASSPHRASE, OTHER_PASSPHRASE, NEW_RAW)
     root, url = tmp_path / "clawfs", pg.url
     key, wrong, new = Key(PASSPHRASE), Key(OTHER_PASSPHRASE), Key(NEW_RAW)
-    texts: dict[str, str] = {}
-
-    def keep(what: str, value: Any) -> Any:
-        texts[f"str({what})"] = str(value)
-        texts[f"repr({what})"] = repr(value)
-        texts[f"format({what})"] = f"{value} {value!r} {value!s} {value!a}"
-        if hasattr(value, "asdict"):
-            texts[f"json({what})"] = json.dumps(value.asdict(), default=str, ensure_ascii=False)
-        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-            texts[f"json({what})"] = json.dumps(dataclasses.asdict(value), default=str, ensure_ascii=False)
-        if hasattr(value, "__dict__"):
-            texts[f"vars({what})"] = repr(vars(value))
-        return value
-
-    def error(what: str, call: Callable[[], object]) -> BaseException:
-        with pytest.raises(ClawfsError) as raised:
-            call()
-        link: BaseException | None = raised.value
-        depth = 0
-        while link is not None and depth < 10:  # the whole chain, also what `from None` hides from printing
-            keep(f"{what} error {depth} {type(link).__name__}", link)
-            link = link.__cause__ or link.__context__
-            depth += 1
-        return raised.value
+    seen = ApiTexts()
+    texts, keep, error = seen.texts, seen.keep, seen.error
 
     for k in (key, wrong, new):
         keep("a key", k)
@@ -696,7 +666,7 @@ def test_python_api_options_reports_workspaces_and_errors_never_hold_a_key(pg: P
         keep("sync setup", sync_setup(url, root, SyncOptions(**everything, key=key)))
         keep("sync teardown", sync_teardown(url, root))
     finally:
-        drop_slots(pg)
+        pg.drop_slots()
     keep("cutover", cutover(url, root, keep("CutoverOptions", CutoverOptions(**everything, sample=5, key=key))))
     keep("backup", backup(root, "default", tmp_path / "backup", key))
     keep("restore", restore(tmp_path / "backup", root, replace=True, key=key))

@@ -14,7 +14,6 @@ nothing leaked", §4; README "Security"):
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import json
 import os
@@ -23,7 +22,7 @@ import shutil
 import socket
 import stat
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,6 @@ from psycopg import sql
 import clawfs._migrate
 import clawfs.workspace._backup
 from clawfs import (
-    ClawfsError,
     CutoverOptions,
     MigrateOptions,
     SyncOptions,
@@ -50,7 +48,7 @@ from clawfs import (
     verify,
 )
 from clawfs.workspace import Placement
-from cli_runner import Result, files_under, fill_store, run_cli, run_process
+from cli_runner import ApiTexts, Result, files_under, fill_store, run_cli, run_process
 from pgstore import PgStore
 
 PASSWORD = "pw-Zq81!xLeak"  # '!' is URL-quoted as %21: both forms must stay out of everything
@@ -74,21 +72,6 @@ def with_password(url: str, password: str) -> str:
     user = parts.username or "postgres"
     hostport = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, f"{user}:{quoted(password)}@{hostport}", parts.path, parts.query, ""))
-
-
-def drop_slots(pg: PgStore) -> None:
-    """Drop the replication slots made on the test database (the database cannot be dropped with one)."""
-    deadline = time.monotonic() + 30
-    while True:
-        slots = pg.sql("SELECT slot_name, active FROM pg_replication_slots WHERE database = %s", [pg.dbname])
-        if not slots:
-            return
-        for name, active in slots:
-            if not active:
-                with contextlib.suppress(psycopg.errors.ObjectInUse):
-                    pg.sql("SELECT pg_drop_replication_slot(%s)", [name])
-        assert time.monotonic() < deadline, f"replication slots still in use: {slots}"
-        time.sleep(0.05)
 
 
 def command_name(args: Iterable[object]) -> str:
@@ -241,7 +224,7 @@ def test_every_file_and_directory_clawfs_writes_is_private_whatever_the_umask(
             check("a --sqlite-path workspace open for writing")
     finally:
         os.umask(old_umask)
-        drop_slots(pg)
+        pg.drop_slots()
 
     # what the walk covered (so an empty `wrong` means something)
     for expected in (
@@ -331,7 +314,7 @@ def secret(pg: PgStore) -> Iterator[SecretRole]:
     finally:
         hba.write_bytes(original)
         pg.sql("SELECT pg_reload_conf()")
-        drop_slots(pg)
+        pg.drop_slots()
 
 
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -457,28 +440,8 @@ def test_python_api_errors_and_reports_never_hold_the_password(
     clean_environment(monkeypatch)
     root = tmp_path / "clawfs"
     url, wrong, unreachable = secret.url(), secret.url(WRONG), secret.url(unreachable=True)
-    texts: dict[str, str] = {}
-
-    def keep(what: str, value: Any) -> Any:
-        texts[f"str({what})"] = str(value)
-        texts[f"repr({what})"] = repr(value)
-        if hasattr(value, "asdict"):
-            texts[f"json({what})"] = json.dumps(value.asdict(), default=str, ensure_ascii=False)
-        return value
-
-    def error(what: str, call: Callable[[], object]) -> BaseException:
-        with pytest.raises(ClawfsError) as raised:
-            call()
-        link: BaseException | None = raised.value
-        depth = 0
-        while link is not None and depth < 10:  # the whole chain: a caller may print any of it
-            keep(f"{what} error {depth} {type(link).__name__}", link)
-            if isinstance(link, ClawfsError):  # its own fields (StepFailed.cause, .left_behind, ...)
-                for name, value in vars(link).items():
-                    keep(f"{what} error {depth}.{name}", value)
-            link = link.__cause__ or link.__context__
-            depth += 1
-        return raised.value
+    seen = ApiTexts()
+    texts, keep, error = seen.texts, seen.keep, seen.error
 
     everything = MigrateOptions(all_workspaces=True, replace=True)
     keep("migrate", migrate(url, root, everything))
@@ -614,7 +577,7 @@ def test_a_root_that_does_not_exist_is_not_created_for_an_audit_line(
                 created[name] = sorted(files_under(missing))
                 shutil.rmtree(missing)
     finally:
-        drop_slots(pg)
+        pg.drop_slots()
     assert created == {}, f"created the missing root {missing.name} (exit codes {codes}):\n" + "\n".join(
         f"  {name}: {files}" for name, files in created.items()
     )
